@@ -1,0 +1,124 @@
+// Command sandbox-webhook is the admission webhook for agent sandbox pods.
+//
+//	sandbox-webhook serve --config FILE     run in a cluster
+//	sandbox-webhook dev                     embedded API server + etcd with the webhook installed
+//	sandbox-webhook check -f PATH [...]     offline validation (and --mutate) over YAML files
+//	sandbox-webhook --print-config [--config FILE]
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+
+	"sigs.k8s.io/yaml"
+
+	"github.com/sandbox-webhook/sandbox-webhook/policy"
+)
+
+const usage = `sandbox-webhook: admission webhook for agent sandbox pods
+
+Usage:
+  sandbox-webhook serve [--config FILE]          serve the webhooks and the tenancy reconciler in a cluster
+  sandbox-webhook dev [--config FILE]            start a local API server + etcd with the webhook installed
+  sandbox-webhook check [--mutate] -f PATH ...   run validation (and mutation) offline over YAML/JSON files
+  sandbox-webhook --print-config [--config FILE] print the effective configuration and exit
+
+Run "sandbox-webhook COMMAND -h" for a command's flags.
+`
+
+// exitError carries a process exit code out of a command.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	err := dispatch(args, stdin, stdout, stderr)
+	if err == nil {
+		return 0
+	}
+	var ee *exitError
+	if errors.As(err, &ee) {
+		if ee.err != nil {
+			fmt.Fprintln(stderr, "sandbox-webhook:", ee.err)
+		}
+		return ee.code
+	}
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	fmt.Fprintln(stderr, "sandbox-webhook:", err)
+	return 1
+}
+
+func dispatch(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return &exitError{code: 2}
+	}
+	switch args[0] {
+	case "serve":
+		return serveCommand(args[1:], stderr)
+	case "dev":
+		return devCommand(args[1:], stdout, stderr)
+	case "check":
+		return checkCommand(args[1:], stdin, stdout, stderr)
+	case "-h", "--help", "help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	// Top-level flags: --print-config [--config FILE].
+	fs := flag.NewFlagSet("sandbox-webhook", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	configPath := fs.String("config", "", "config file (YAML, kind: Config); defaults apply when unset")
+	printConfig := fs.Bool("print-config", false, "print the effective configuration and exit")
+	if err := fs.Parse(args); err != nil {
+		return &exitError{code: 2, err: err}
+	}
+	if !*printConfig || fs.NArg() > 0 {
+		fmt.Fprint(stderr, usage)
+		return &exitError{code: 2, err: fmt.Errorf("unknown command %q", args[0])}
+	}
+	cfg, err := policy.LoadConfig(*configPath)
+	if err != nil {
+		return &exitError{code: 2, err: err}
+	}
+	return printEffectiveConfig(stdout, cfg)
+}
+
+func printEffectiveConfig(w io.Writer, cfg *policy.Config) error {
+	out, err := yaml.Marshal(cfg)
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(out)
+	return err
+}
+
+// loadConfigFlag registers --config on fs and returns a loader for after Parse.
+func loadConfigFlag(fs *flag.FlagSet) func() (*policy.Config, error) {
+	path := fs.String("config", "", "config file (YAML, kind: Config); defaults apply when unset")
+	print := fs.Bool("print-config", false, "print the effective configuration before starting")
+	return func() (*policy.Config, error) {
+		cfg, err := policy.LoadConfig(*path)
+		if err != nil {
+			return nil, &exitError{code: 2, err: err}
+		}
+		if *print {
+			if err := printEffectiveConfig(os.Stderr, cfg); err != nil {
+				return nil, err
+			}
+		}
+		return cfg, nil
+	}
+}

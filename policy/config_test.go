@@ -1,0 +1,124 @@
+package policy
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestParseConfigEmptyGivesDesignDefaults(t *testing.T) {
+	c, err := ParseConfig(nil)
+	if err != nil {
+		t.Fatalf("defaults must be valid: %v", err)
+	}
+	checks := map[string][2]any{
+		"token.volumeName":        {c.Token.VolumeName, "openshell-sa-token"},
+		"token.audience":          {c.Token.Audience, "openshell-gateway"},
+		"token.expirationSeconds": {c.Token.ExpirationSeconds, int64(3600)},
+		"token.mountPath":         {c.Token.MountPath, "/var/run/secrets/openshell"},
+		"token.pathEnv":           {c.Token.PathEnv, "OPENSHELL_GATEWAY_SA_TOKEN_PATH"},
+		"gateway endpoint":        {c.GatewayEndpoint("tenant-a"), "openshell-gateway.tenant-a.svc.cluster.local:8080"},
+		"inference.env":           {c.Inference.Env, "ACP_OPENSHELL_INFERENCE"},
+		"imagePullPolicy":         {string(c.ImagePullPolicy), ""},
+		"tenancy.bindingName":     {c.Tenancy.BindingName, "openshell-gateway-node-reader"},
+		"leader election":         {c.LeaderElectionEnabled(), true},
+	}
+	for name, got := range checks {
+		if got[0] != got[1] {
+			t.Errorf("%s = %v, want %v", name, got[0], got[1])
+		}
+	}
+	if !c.IsTenantNamespace("tenant-a", map[string]string{"sandbox-webhook.io/tenant": "true"}) {
+		t.Error("a namespace labelled sandbox-webhook.io/tenant=true must be a tenant")
+	}
+	for _, ns := range []string{"kube-system", "kube-public", "kube-node-lease", "sandbox-webhook-system"} {
+		if c.IsTenantNamespace(ns, map[string]string{"sandbox-webhook.io/tenant": "true"}) {
+			t.Errorf("%s must never be a tenant", ns)
+		}
+	}
+}
+
+func TestParseConfigOverridesKeepOtherDefaults(t *testing.T) {
+	c, err := ParseConfig([]byte(`
+apiVersion: sandbox-webhook.io/v1alpha1
+kind: Config
+imagePullPolicy: IfNotPresent
+token:
+  expirationSeconds: 7200
+gateway:
+  clusterDomain: corp.example
+  port: 9090
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.ImagePullPolicy != "IfNotPresent" || c.Token.ExpirationSeconds != 7200 || c.Token.Audience != "openshell-gateway" {
+		t.Errorf("overrides not applied or defaults lost: %+v %+v", c.ImagePullPolicy, c.Token)
+	}
+	if got := c.GatewayEndpoint("t1"); got != "openshell-gateway.t1.svc.corp.example:9090" {
+		t.Errorf("endpoint = %s", got)
+	}
+}
+
+func TestParseConfigRejects(t *testing.T) {
+	const head = "apiVersion: sandbox-webhook.io/v1alpha1\nkind: Config\n"
+	cases := []struct {
+		name string
+		yaml string
+		want []string // every substring must appear in the error
+	}{
+		{"unknown top-level field", head + "tokens: {}\n", []string{`unknown field "tokens"`}},
+		{"unknown nested field", head + "token:\n  expiry: 5\n", []string{`unknown field "expiry"`}},
+		{"wrong apiVersion", "apiVersion: v1\nkind: Config\n", []string{"apiVersion", "sandbox-webhook.io/v1alpha1"}},
+		{"wrong kind", "apiVersion: sandbox-webhook.io/v1alpha1\nkind: Pod\n", []string{"kind", `"Config"`}},
+		{"expiration too short", head + "token:\n  expirationSeconds: 599\n", []string{"token.expirationSeconds", "between 600 and 86400"}},
+		{"expiration too long", head + "token:\n  expirationSeconds: 86401\n", []string{"token.expirationSeconds", "between 600 and 86400"}},
+		{"bad pull policy", head + "imagePullPolicy: Sometimes\n", []string{"imagePullPolicy", "Always", "IfNotPresent", "Never"}},
+		{"unparsable selector", head + "tenants:\n  namespaceSelector: 'a=(b'\n", []string{"tenants.namespaceSelector", "label selector"}},
+		{"empty audience", head + "token:\n  audience: '  '\n", []string{"token.audience", "must not be empty"}},
+		{"relative mount path", head + "token:\n  mountPath: var/run\n", []string{"token.mountPath", "absolute"}},
+		{"token path escapes", head + "token:\n  path: ../token\n", []string{"token.path", "relative"}},
+		{"absolute token path", head + "token:\n  path: /token\n", []string{"token.path"}},
+		{"volume name not DNS-1123", head + "token:\n  volumeName: Bad_Name\n", []string{"token.volumeName", "RFC 1123"}},
+		{"service name not DNS-1123", head + "gateway:\n  serviceName: gate.way\n", []string{"gateway.serviceName", "must not contain dots"}},
+		{"cluster domain invalid", head + "gateway:\n  clusterDomain: 'Cluster_Local'\n", []string{"gateway.clusterDomain"}},
+		{"gateway port out of range", head + "gateway:\n  port: 70000\n", []string{"gateway.port", "between 1 and 65535"}},
+		{"server port out of range", head + "server:\n  port: -1\n", []string{"server.port"}},
+		{"own namespace invalid", head + "server:\n  namespace: Web.Hook\n", []string{"server.namespace"}},
+		{"env name invalid", head + "inference:\n  env: 'ACP OPENSHELL'\n", []string{"inference.env", "environment variable name"}},
+		{"forbidden env names a managed key", head + "gateway:\n  forbiddenEnv: [ACP_OPENSHELL_INFERENCE]\n", []string{"gateway.forbiddenEnv[0]", "inference.env"}},
+		{"managed env names collide", head + "inference:\n  env: OPENSHELL_GATEWAY_ENDPOINT\n", []string{"three different names"}},
+		{"provider types empty", head + "inference:\n  providerTypes: []\n", []string{"inference.providerTypes", "at least one"}},
+		{"provider label invalid", head + "inference:\n  providerLabel: 'not a label'\n", []string{"inference.providerLabel"}},
+		{"lookup timeout negative", head + "inference:\n  lookupTimeout: -1s\n", []string{"inference.lookupTimeout", "positive"}},
+		{"sandbox label invalid", head + "sandboxes:\n  sandboxLabel: 'a b'\n", []string{"sandboxes.sandboxLabel"}},
+		{"container name invalid", head + "sandboxes:\n  containers: [Agent]\n", []string{"sandboxes.containers[0]"}},
+		{"excluded namespace invalid", head + "tenants:\n  excludedNamespaces: ['-x']\n", []string{"tenants.excludedNamespaces[0]"}},
+		{"fingerprint is raw material", head + "privateKeys:\n  allowedFingerprints: ['MIIEvQIBADANBgkqhkiG9w0BAQEFAASC']\n", []string{"privateKeys.allowedFingerprints[0]", "never key material"}},
+		{"decode depth out of range", head + "privateKeys:\n  maxDecodeDepth: 20\n", []string{"privateKeys.maxDecodeDepth", "between 1 and 8"}},
+		{"candidates out of range", head + "privateKeys:\n  maxCandidates: -3\n", []string{"privateKeys.maxCandidates"}},
+		{"object bound too small", head + "privateKeys:\n  maxObjectBytes: 10\n", []string{"privateKeys.maxObjectBytes"}},
+		{"binding name invalid", head + "tenancy:\n  bindingName: 'Bad Name'\n", []string{"tenancy.bindingName"}},
+		{"renew deadline not below lease", head + "server:\n  leaseDuration: 5s\n  renewDeadline: 6s\n", []string{"server.renewDeadline", "shorter than server.leaseDuration"}},
+		{"not yaml", "::: [", []string{"parsing config"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := ParseConfig([]byte(tc.yaml))
+			if err == nil {
+				t.Fatal("accepted an invalid config")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not mention %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestInvalidFingerprintIsNotEchoed(t *testing.T) {
+	_, err := ParseConfig([]byte("apiVersion: sandbox-webhook.io/v1alpha1\nkind: Config\nprivateKeys:\n  allowedFingerprints: ['MIIEvQIBADANBgkq']\n"))
+	if err == nil || strings.Contains(err.Error(), "MIIEvQIB") {
+		t.Fatalf("error must reject without echoing the value: %v", err)
+	}
+}
