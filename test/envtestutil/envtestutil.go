@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -155,13 +154,17 @@ func (c *ControlPlane) Stop() error {
 	return c.env.Stop()
 }
 
+// Runner is what Main runs once the control plane is up: a *testing.M, or a wrapper that
+// starts the package's servers first.
+type Runner interface{ Run() int }
+
 // Main is a TestMain body: it starts a control plane, stores it in *cp, runs the
 // package's tests and stops it.
-func Main(m *testing.M, opts Options, cp **ControlPlane) {
+func Main(m Runner, opts Options, cp **ControlPlane) {
 	os.Exit(run(m, opts, cp))
 }
 
-func run(m *testing.M, opts Options, cp **ControlPlane) int {
+func run(m Runner, opts Options, cp **ControlPlane) int {
 	started := time.Now()
 	c, err := Start(opts)
 	if err != nil {
