@@ -147,6 +147,9 @@ type TenancyConfig struct {
 	// RecreateOnRoleRefMismatch allows deleting and recreating a binding whose roleRef
 	// differs (roleRef is immutable); otherwise the mismatch is only reported.
 	RecreateOnRoleRefMismatch bool `json:"recreateOnRoleRefMismatch,omitempty"`
+	// BatchDelay is how long the reconciler waits after the first event of a burst before
+	// writing, so that a storm of namespace events becomes a handful of binding writes.
+	BatchDelay metav1.Duration `json:"batchDelay"`
 }
 
 // alwaysExcludedNamespaces are never touched, whatever the config says.
@@ -243,6 +246,7 @@ func (c *Config) Default() {
 	setStr(&tn.BindingName, "openshell-gateway-node-reader")
 	setStr(&tn.ClusterRoleName, "openshell-gateway-node-reader")
 	setStr(&tn.ServiceAccountName, "openshell-gateway")
+	setDur(&tn.BatchDelay, 250*time.Millisecond)
 }
 
 // Validate checks every field and returns all problems at once, each naming the field
@@ -408,6 +412,9 @@ func (c *Config) Validate() error {
 	dns1123Subdomain(at("tenancy", "bindingName"), tn.BindingName)
 	dns1123Subdomain(at("tenancy", "clusterRoleName"), tn.ClusterRoleName)
 	dns1123Subdomain(at("tenancy", "serviceAccountName"), tn.ServiceAccountName)
+	if tn.BatchDelay.Duration <= 0 || tn.BatchDelay.Duration > time.Minute {
+		errs = append(errs, field.Invalid(at("tenancy", "batchDelay"), tn.BatchDelay.Duration.String(), "must be a positive duration of at most 1m, such as 250ms"))
+	}
 
 	if len(errs) > 0 {
 		return fmt.Errorf("invalid config: %w", errs.ToAggregate())

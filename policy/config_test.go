@@ -98,6 +98,8 @@ func TestParseConfigRejects(t *testing.T) {
 		{"candidates out of range", head + "privateKeys:\n  maxCandidates: -3\n", []string{"privateKeys.maxCandidates"}},
 		{"object bound too small", head + "privateKeys:\n  maxObjectBytes: 10\n", []string{"privateKeys.maxObjectBytes"}},
 		{"binding name invalid", head + "tenancy:\n  bindingName: 'Bad Name'\n", []string{"tenancy.bindingName"}},
+		{"batch delay negative", head + "tenancy:\n  batchDelay: -1s\n", []string{"tenancy.batchDelay", "positive"}},
+		{"batch delay too long", head + "tenancy:\n  batchDelay: 2m\n", []string{"tenancy.batchDelay", "at most 1m"}},
 		{"renew deadline not below lease", head + "server:\n  leaseDuration: 5s\n  renewDeadline: 6s\n", []string{"server.renewDeadline", "shorter than server.leaseDuration"}},
 		{"not yaml", "::: [", []string{"parsing config"}},
 	}
