@@ -1,10 +1,216 @@
 package main
 
 import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"flag"
 	"fmt"
 	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+
+	admissionv1 "k8s.io/api/admissionregistration/v1"
+	corev1 "k8s.io/api/core/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	"sigs.k8s.io/yaml"
+
+	"github.com/sandbox-webhook/sandbox-webhook/manifests"
+	"github.com/sandbox-webhook/sandbox-webhook/policy"
 )
 
+// devKubeVersion is the API server version `make envtest` builds.
+const devKubeVersion = "1.37.2"
+
 func devCommand(args []string, stdout, stderr io.Writer) error {
-	return &exitError{code: 2, err: fmt.Errorf("dev: not built yet")}
+	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	load := loadConfigFlag(fs)
+	assets := fs.String("assets", "", "folder with kube-apiserver and etcd (default: $KUBEBUILDER_ASSETS, else bin/k8s/"+devKubeVersion+")")
+	kubeconfigOut := fs.String("kubeconfig-out", "bin/dev/kubeconfig", "where to write a kubeconfig for the dev API server")
+	tenant := fs.String("tenant", "tenant-dev", "tenant namespace to create, with its gateway ServiceAccount (empty: none)")
+	metricsAddr := fs.String("metrics-bind-address", "0", "metrics address in dev mode (0: off)")
+	logOpts := zap.Options{Development: true}
+	logOpts.BindFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return &exitError{code: 2, err: err}
+	}
+	cfg, err := load()
+	if err != nil {
+		return err
+	}
+	cfg.Server.MetricsBindAddress = *metricsAddr
+	cfg.Server.HealthProbeBindAddress = "0"
+	if *assets == "" {
+		*assets = os.Getenv("KUBEBUILDER_ASSETS")
+	}
+	if *assets == "" {
+		*assets = filepath.Join("bin", "k8s", devKubeVersion)
+	}
+	for _, bin := range []string{"kube-apiserver", "etcd"} {
+		if _, err := os.Stat(filepath.Join(*assets, bin)); err != nil {
+			return &exitError{code: 2, err: fmt.Errorf("dev: %s not found in %s: run `make envtest` (or `make run`), which builds it from source", bin, *assets)}
+		}
+	}
+	log := zap.New(zap.UseFlagOptions(&logOpts), zap.WriteTo(stderr))
+	ctrl.SetLogger(log)
+	ctx := ctrl.SetupSignalHandler()
+	return runDev(ctx, cfg, devOptions{assets: *assets, kubeconfigOut: *kubeconfigOut, tenant: *tenant}, stdout)
 }
+
+type devOptions struct {
+	assets, kubeconfigOut, tenant string
+}
+
+func runDev(ctx context.Context, cfg *policy.Config, opts devOptions, stdout io.Writer) error {
+	crds, err := embeddedCRDs()
+	if err != nil {
+		return err
+	}
+	mutating, validating, err := embeddedWebhooks()
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "dev: starting kube-apiserver and etcd from %s\n", opts.assets)
+	env := &envtest.Environment{
+		BinaryAssetsDirectory:    opts.assets,
+		CRDInstallOptions:        envtest.CRDInstallOptions{CRDs: crds},
+		WebhookInstallOptions:    envtest.WebhookInstallOptions{MutatingWebhooks: mutating, ValidatingWebhooks: validating},
+		ControlPlaneStartTimeout: 2 * time.Minute,
+	}
+	restCfg, err := env.Start()
+	if err != nil {
+		return fmt.Errorf("dev: starting the API server: %w", err)
+	}
+	defer func() {
+		fmt.Fprintln(stdout, "dev: stopping the API server")
+		_ = env.Stop()
+	}()
+
+	c, err := client.New(restCfg, client.Options{})
+	if err != nil {
+		return err
+	}
+	if err := ensureNamespace(ctx, c, cfg.Server.Namespace, nil); err != nil {
+		return err
+	}
+	if opts.tenant != "" {
+		if err := ensureNamespace(ctx, c, opts.tenant, map[string]string{"sandbox-webhook.io/tenant": "true"}); err != nil {
+			return err
+		}
+		sa := &corev1.ServiceAccount{}
+		sa.Namespace, sa.Name = opts.tenant, cfg.Tenancy.ServiceAccountName
+		if err := c.Create(ctx, sa); err != nil && !apierrors.IsAlreadyExists(err) {
+			return fmt.Errorf("dev: creating the gateway ServiceAccount: %w", err)
+		}
+	}
+	user, err := env.AddUser(envtest.User{Name: "dev-admin", Groups: []string{"system:masters"}}, nil)
+	if err != nil {
+		return fmt.Errorf("dev: creating the dev user: %w", err)
+	}
+	kubeconfig, err := user.KubeConfig()
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(opts.kubeconfigOut), 0o700); err != nil {
+		return err
+	}
+	if err := os.WriteFile(opts.kubeconfigOut, kubeconfig, 0o600); err != nil {
+		return fmt.Errorf("dev: writing kubeconfig: %w", err)
+	}
+
+	w := env.WebhookInstallOptions
+	cfg.Server.Port = w.LocalServingPort
+	mgr, err := newManager(restCfg, cfg, ctrl.Log, w.LocalServingHost, w.LocalServingCertDir)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "dev: API server %s\n", restCfg.Host)
+	fmt.Fprintf(stdout, "dev: webhook serving on https://%s:%d\n", w.LocalServingHost, w.LocalServingPort)
+	if opts.tenant != "" {
+		fmt.Fprintf(stdout, "dev: tenant namespace %s (label sandbox-webhook.io/tenant=true) with ServiceAccount %s\n", opts.tenant, cfg.Tenancy.ServiceAccountName)
+	}
+	fmt.Fprintf(stdout, "dev: ready; try: kubectl --kubeconfig %s apply -f manifests/examples/sandbox-pod.yaml\n", opts.kubeconfigOut)
+	fmt.Fprintln(stdout, "dev: press Ctrl-C to stop")
+	if err := mgr.Start(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	return nil
+}
+
+func ensureNamespace(ctx context.Context, c client.Client, name string, labels map[string]string) error {
+	ns := &corev1.Namespace{}
+	ns.Name, ns.Labels = name, labels
+	if err := c.Create(ctx, ns); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("dev: creating namespace %s: %w", name, err)
+	}
+	return nil
+}
+
+func embeddedCRDs() ([]*apiextensionsv1.CustomResourceDefinition, error) {
+	var crds []*apiextensionsv1.CustomResourceDefinition
+	err := fs.WalkDir(manifests.CRDs, ".", func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		data, err := manifests.CRDs.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		crd := &apiextensionsv1.CustomResourceDefinition{}
+		if err := yaml.UnmarshalStrict(data, crd); err != nil {
+			return fmt.Errorf("embedded CRD %s: %w", path, err)
+		}
+		crds = append(crds, crd)
+		return nil
+	})
+	return crds, err
+}
+
+// embeddedWebhooks reads the base's webhook configurations and drops their service
+// reference; envtest points them at the local server.
+func embeddedWebhooks() ([]*admissionv1.MutatingWebhookConfiguration, []*admissionv1.ValidatingWebhookConfiguration, error) {
+	var mutating []*admissionv1.MutatingWebhookConfiguration
+	var validating []*admissionv1.ValidatingWebhookConfiguration
+	reader := utilyaml.NewYAMLReader(bufioReader(manifests.Webhooks))
+	for {
+		doc, err := reader.Read()
+		if errors.Is(err, io.EOF) {
+			return mutating, validating, nil
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+		var meta struct {
+			Kind string `json:"kind"`
+		}
+		if err := yaml.Unmarshal(doc, &meta); err != nil {
+			return nil, nil, err
+		}
+		switch meta.Kind {
+		case "MutatingWebhookConfiguration":
+			m := &admissionv1.MutatingWebhookConfiguration{}
+			if err := yaml.UnmarshalStrict(doc, m); err != nil {
+				return nil, nil, err
+			}
+			mutating = append(mutating, m)
+		case "ValidatingWebhookConfiguration":
+			v := &admissionv1.ValidatingWebhookConfiguration{}
+			if err := yaml.UnmarshalStrict(doc, v); err != nil {
+				return nil, nil, err
+			}
+			validating = append(validating, v)
+		}
+	}
+}
+
+func bufioReader(b []byte) *bufio.Reader { return bufio.NewReader(bytes.NewReader(b)) }
