@@ -146,6 +146,16 @@ func Start(opts Options) (*ControlPlane, error) {
 	}, nil
 }
 
+// KubeConfig is a kubeconfig for an administrator of this control plane, for processes
+// the tests start.
+func (c *ControlPlane) KubeConfig() ([]byte, error) {
+	user, err := c.env.AddUser(envtest.User{Name: "e2e-admin", Groups: []string{"system:masters"}}, nil)
+	if err != nil {
+		return nil, err
+	}
+	return user.KubeConfig()
+}
+
 // Stop stops the API server and etcd and removes their data.
 func (c *ControlPlane) Stop() error {
 	if c == nil || c.env == nil {
@@ -161,10 +171,12 @@ type Runner interface{ Run() int }
 // Main is a TestMain body: it starts a control plane, stores it in *cp, runs the
 // package's tests and stops it.
 func Main(m Runner, opts Options, cp **ControlPlane) {
-	os.Exit(run(m, opts, cp))
+	os.Exit(Run(m, opts, cp))
 }
 
-func run(m Runner, opts Options, cp **ControlPlane) int {
+// Run is Main without the exit: it returns the exit code for a TestMain that has more
+// to clean up.
+func Run(m Runner, opts Options, cp **ControlPlane) int {
 	started := time.Now()
 	c, err := Start(opts)
 	if err != nil {
