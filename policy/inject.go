@@ -1,0 +1,383 @@
+package policy
+
+import (
+	"encoding/json"
+	"fmt"
+	"reflect"
+	"slices"
+	"strconv"
+	"strings"
+
+	"gomodules.xyz/jsonpatch/v2"
+	corev1 "k8s.io/api/core/v1"
+)
+
+// InjectionOutcome says what the injector did with a pod.
+type InjectionOutcome string
+
+// The outcomes of Inject.
+const (
+	// OutcomeNotSandbox: the pod is not selected; it is left alone.
+	OutcomeNotSandbox InjectionOutcome = "not-sandbox"
+	// OutcomeNotTenant: the pod's namespace is excluded or not a tenant; it is left alone.
+	OutcomeNotTenant InjectionOutcome = "not-tenant"
+	// OutcomeInjected: the patch changes the pod.
+	OutcomeInjected InjectionOutcome = "injected"
+	// OutcomeUnchanged: the pod already has everything; the patch is empty.
+	OutcomeUnchanged InjectionOutcome = "unchanged"
+	// OutcomeDenied: the pod conflicts with what the webhook injects.
+	OutcomeDenied InjectionOutcome = "denied"
+)
+
+// InjectionInput is everything the injector decides from.
+type InjectionInput struct {
+	Pod *corev1.Pod
+	// Namespace is the pod's namespace (the request's, for a pod that names none).
+	Namespace string
+	// NamespaceObject is the Namespace, for its labels. Nil means it is not known and
+	// counts as a tenant (as in `check`); excluded namespaces are never tenants.
+	NamespaceObject *corev1.Namespace
+	Credential      InferenceCredential
+}
+
+// InjectionDecision is what the injector decided. Patch is a JSON patch (RFC 6902)
+// against the pod as given; it is empty when nothing changes.
+type InjectionDecision struct {
+	Outcome  InjectionOutcome
+	Patch    []jsonpatch.Operation
+	Warnings []string
+	// AuditAnnotations explain the non-obvious decisions to the audit log.
+	AuditAnnotations map[string]string
+	// Annotations are the annotations the pod carries afterwards.
+	Annotations map[string]string
+	// Denial says why the pod is refused; empty when it is not.
+	Denial string
+}
+
+// InjectionSummary is the value of the sandbox-webhook.io/injected annotation: the
+// state the injection established, without secrets. It depends only on the decision's
+// inputs, so a second pass writes the same value.
+type InjectionSummary struct {
+	TokenVolume string   `json:"tokenVolume"`
+	Containers  []string `json:"containers"`
+	Gateway     string   `json:"gateway"`
+	Inference   string   `json:"inference"`
+	// InferenceReason is the credential state: usable, none, empty, ...
+	InferenceReason string `json:"inferenceReason"`
+	PullPolicy      string `json:"pullPolicy,omitempty"`
+	// RemovedEnv and ReplacedEnv accumulate over passes.
+	RemovedEnv  []string `json:"removedEnv,omitempty"`
+	ReplacedEnv []string `json:"replacedEnv,omitempty"`
+}
+
+// IsSandboxPod reports whether pod is selected for injection: it carries the sandbox
+// label or the inject label set to "true", and not the inject label set to "false".
+func IsSandboxPod(pod *corev1.Pod, cfg *Config) bool {
+	l := pod.Labels
+	if l[cfg.Sandboxes.InjectLabel] == "false" {
+		return false
+	}
+	_, sandbox := l[cfg.Sandboxes.SandboxLabel]
+	return sandbox || l[cfg.Sandboxes.InjectLabel] == "true"
+}
+
+// IsInjectedNamespace reports whether pods of this namespace may be injected; a nil
+// Namespace object counts as a tenant unless the name is excluded.
+func IsInjectedNamespace(name string, ns *corev1.Namespace, cfg *Config) bool {
+	if ns == nil {
+		return !cfg.IsExcludedNamespace(name)
+	}
+	return cfg.IsTenantNamespace(name, ns.Labels)
+}
+
+// Inject decides the injection for one pod. It never changes in.Pod.
+func Inject(in InjectionInput, cfg *Config) InjectionDecision {
+	pod := in.Pod
+	if !IsSandboxPod(pod, cfg) {
+		return InjectionDecision{Outcome: OutcomeNotSandbox}
+	}
+	if !IsInjectedNamespace(in.Namespace, in.NamespaceObject, cfg) {
+		return InjectionDecision{Outcome: OutcomeNotTenant}
+	}
+	inj := injector{cfg: cfg, in: in}
+	return inj.run()
+}
+
+type injector struct {
+	cfg      *Config
+	in       InjectionInput
+	patch    []jsonpatch.Operation
+	warnings []string
+	denials  []string
+	removed  []string
+	replaced []string
+}
+
+func (j *injector) run() InjectionDecision {
+	cfg, pod := j.cfg, j.in.Pod
+	inference := "false"
+	if j.in.Credential.Usable() {
+		inference = "true"
+	}
+	managed := []corev1.EnvVar{
+		{Name: cfg.Token.PathEnv, Value: strings.TrimSuffix(cfg.Token.MountPath, "/") + "/" + cfg.Token.Path},
+		{Name: cfg.Gateway.EndpointEnv, Value: cfg.GatewayEndpoint(j.in.Namespace)},
+		{Name: cfg.Inference.Env, Value: inference},
+	}
+
+	j.volume(pod.Spec.Volumes)
+	var mounted []string
+	for i := range pod.Spec.InitContainers {
+		c := &pod.Spec.InitContainers[i]
+		if j.selected(c.Name) {
+			j.container(c, "/spec/initContainers/"+strconv.Itoa(i), fmt.Sprintf("spec.initContainers[%d]", i), managed)
+			mounted = append(mounted, "init:"+c.Name)
+		}
+		j.pullPolicy(c, "/spec/initContainers/"+strconv.Itoa(i))
+	}
+	for i := range pod.Spec.Containers {
+		c := &pod.Spec.Containers[i]
+		if j.selected(c.Name) {
+			j.container(c, "/spec/containers/"+strconv.Itoa(i), fmt.Sprintf("spec.containers[%d]", i), managed)
+			mounted = append(mounted, c.Name)
+		}
+		j.pullPolicy(c, "/spec/containers/"+strconv.Itoa(i))
+	}
+
+	if len(j.denials) > 0 {
+		return InjectionDecision{
+			Outcome:          OutcomeDenied,
+			Denial:           strings.Join(j.denials, "; "),
+			AuditAnnotations: map[string]string{"outcome": string(OutcomeDenied)},
+		}
+	}
+
+	if len(j.removed) > 0 {
+		j.warnings = append(j.warnings, fmt.Sprintf("removed env %s: they make the agent bypass the tenant's gateway", strings.Join(uniqueSorted(j.removed), ", ")))
+	}
+	if len(j.replaced) > 0 {
+		j.warnings = append(j.warnings, fmt.Sprintf("replaced the pod's own value of env %s: the webhook manages them", strings.Join(uniqueSorted(j.replaced), ", ")))
+	}
+	cred := j.in.Credential
+	if cred.State != CredentialUsable && cred.State != CredentialNone && cred.State != "" {
+		j.warnings = append(j.warnings, fmt.Sprintf("%s=%q: %s", cfg.Inference.Env, inference, cred.Detail))
+	}
+
+	summary := InjectionSummary{
+		TokenVolume:     cfg.Token.VolumeName,
+		Containers:      mounted,
+		Gateway:         cfg.GatewayEndpoint(j.in.Namespace),
+		Inference:       inference,
+		InferenceReason: string(cred.State),
+		PullPolicy:      string(cfg.ImagePullPolicy),
+		RemovedEnv:      j.removed,
+		ReplacedEnv:     j.replaced,
+	}
+	if summary.InferenceReason == "" {
+		summary.InferenceReason = string(CredentialNone)
+	}
+	if summary.Containers == nil {
+		summary.Containers = []string{}
+	}
+	var previous InjectionSummary
+	if err := json.Unmarshal([]byte(pod.Annotations[AnnotationInjected]), &previous); err == nil {
+		summary.RemovedEnv = append(summary.RemovedEnv, previous.RemovedEnv...)
+		summary.ReplacedEnv = append(summary.ReplacedEnv, previous.ReplacedEnv...)
+	}
+	summary.RemovedEnv = uniqueSorted(summary.RemovedEnv)
+	summary.ReplacedEnv = uniqueSorted(summary.ReplacedEnv)
+	value, err := json.Marshal(summary)
+	if err != nil { // a struct of strings always marshals
+		value = []byte(`{}`)
+	}
+	if pod.Annotations[AnnotationInjected] != string(value) {
+		if len(pod.Annotations) == 0 {
+			j.add("/metadata/annotations", map[string]string{AnnotationInjected: string(value)})
+		} else {
+			j.add("/metadata/annotations/"+escapePointer(AnnotationInjected), string(value))
+		}
+	}
+
+	audit := map[string]string{
+		"inference":        inference,
+		"inference-reason": summary.InferenceReason,
+	}
+	if len(j.removed) > 0 {
+		audit["removed-env"] = strings.Join(uniqueSorted(j.removed), ",")
+	}
+	if len(j.replaced) > 0 {
+		audit["replaced-env"] = strings.Join(uniqueSorted(j.replaced), ",")
+	}
+	outcome := OutcomeInjected
+	if len(j.patch) == 0 {
+		outcome = OutcomeUnchanged
+	}
+	audit["outcome"] = string(outcome)
+	return InjectionDecision{
+		Outcome:          outcome,
+		Patch:            j.patch,
+		Warnings:         j.warnings,
+		AuditAnnotations: audit,
+		Annotations:      map[string]string{AnnotationInjected: string(value)},
+	}
+}
+
+func (j *injector) selected(name string) bool {
+	return len(j.cfg.Sandboxes.Containers) == 0 || slices.Contains(j.cfg.Sandboxes.Containers, name)
+}
+
+func (j *injector) add(path string, value any) {
+	j.patch = append(j.patch, jsonpatch.Operation{Operation: "add", Path: path, Value: value})
+}
+
+// TokenVolume is the projected ServiceAccount token volume the webhook adds.
+func TokenVolume(cfg *Config) corev1.Volume {
+	exp := cfg.Token.ExpirationSeconds
+	return corev1.Volume{
+		Name: cfg.Token.VolumeName,
+		VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{
+			Sources: []corev1.VolumeProjection{{ServiceAccountToken: &corev1.ServiceAccountTokenProjection{
+				Audience:          cfg.Token.Audience,
+				ExpirationSeconds: &exp,
+				Path:              cfg.Token.Path,
+			}}},
+		}},
+	}
+}
+
+// isTokenVolume reports whether v has the content the webhook injects. defaultMode is
+// the pod's own choice (the API server defaults it).
+func isTokenVolume(v *corev1.Volume, cfg *Config) bool {
+	p := v.Projected
+	if p == nil || len(p.Sources) != 1 {
+		return false
+	}
+	other := v.VolumeSource
+	other.Projected = nil
+	if other != (corev1.VolumeSource{}) {
+		return false
+	}
+	s := p.Sources[0]
+	t := s.ServiceAccountToken
+	s.ServiceAccountToken = nil
+	return t != nil && s == (corev1.VolumeProjection{}) &&
+		t.Audience == cfg.Token.Audience && t.Path == cfg.Token.Path &&
+		t.ExpirationSeconds != nil && *t.ExpirationSeconds == cfg.Token.ExpirationSeconds
+}
+
+func (j *injector) volume(volumes []corev1.Volume) {
+	found := false
+	for i := range volumes {
+		if volumes[i].Name != j.cfg.Token.VolumeName {
+			continue
+		}
+		found = true
+		if !isTokenVolume(&volumes[i], j.cfg) {
+			t := j.cfg.Token
+			j.denials = append(j.denials, fmt.Sprintf("spec.volumes[%d] (name %q): the name is reserved for the gateway token, a projected serviceAccountToken with audience %q, expirationSeconds %d and path %q; rename the volume or remove it and let the webhook add it", i, t.VolumeName, t.Audience, t.ExpirationSeconds, t.Path))
+		}
+	}
+	if found {
+		return
+	}
+	if len(volumes) == 0 {
+		j.add("/spec/volumes", []corev1.Volume{TokenVolume(j.cfg)})
+	} else {
+		j.add("/spec/volumes/-", TokenVolume(j.cfg))
+	}
+}
+
+func (j *injector) container(c *corev1.Container, path, field string, managed []corev1.EnvVar) {
+	t := j.cfg.Token
+	mount := corev1.VolumeMount{Name: t.VolumeName, MountPath: t.MountPath, ReadOnly: true}
+	found := false
+	for i := range c.VolumeMounts {
+		m := &c.VolumeMounts[i]
+		if m.Name != t.VolumeName && m.MountPath != t.MountPath {
+			continue
+		}
+		if !reflect.DeepEqual(*m, mount) {
+			j.denials = append(j.denials, fmt.Sprintf("%s.volumeMounts[%d] (container %q, mount %q at %q): the gateway token is mounted read-only from volume %q at %q and nothing else may use that name or path; remove the mount and let the webhook add it", field, i, c.Name, m.Name, m.MountPath, t.VolumeName, t.MountPath))
+		}
+		found = true
+	}
+	if !found {
+		if len(c.VolumeMounts) == 0 {
+			j.add(path+"/volumeMounts", []corev1.VolumeMount{mount})
+		} else {
+			j.add(path+"/volumeMounts/-", mount)
+		}
+	}
+
+	// Replaces address the original indices, so they go first; removals go from the
+	// highest index down; appends go last.
+	seen := make([]bool, len(managed))
+	var removals []int
+	for i := range c.Env {
+		e := &c.Env[i]
+		if slices.Contains(j.cfg.Gateway.ForbiddenEnv, e.Name) {
+			removals = append(removals, i)
+			j.removed = append(j.removed, e.Name)
+			continue
+		}
+		k := slices.IndexFunc(managed, func(m corev1.EnvVar) bool { return m.Name == e.Name })
+		if k < 0 {
+			continue
+		}
+		if seen[k] {
+			removals = append(removals, i)
+			j.replaced = append(j.replaced, e.Name)
+			continue
+		}
+		seen[k] = true
+		if e.Value != managed[k].Value || e.ValueFrom != nil {
+			j.patch = append(j.patch, jsonpatch.Operation{Operation: "replace", Path: path + "/env/" + strconv.Itoa(i), Value: managed[k]})
+			j.replaced = append(j.replaced, e.Name)
+		}
+	}
+	for _, i := range slices.Backward(removals) {
+		j.patch = append(j.patch, jsonpatch.Operation{Operation: "remove", Path: path + "/env/" + strconv.Itoa(i)})
+	}
+	var missing []corev1.EnvVar
+	for k, m := range managed {
+		if !seen[k] {
+			missing = append(missing, m)
+		}
+	}
+	switch {
+	case len(missing) == 0:
+	case len(c.Env) == len(removals):
+		// Empty, or emptied by the removals: set the whole list.
+		j.add(path+"/env", missing)
+	default:
+		for _, m := range missing {
+			j.add(path+"/env/-", m)
+		}
+	}
+}
+
+func (j *injector) pullPolicy(c *corev1.Container, path string) {
+	want := j.cfg.ImagePullPolicy
+	if want == "" || c.ImagePullPolicy == want {
+		return
+	}
+	op := "replace"
+	if c.ImagePullPolicy == "" {
+		op = "add"
+	}
+	j.patch = append(j.patch, jsonpatch.Operation{Operation: op, Path: path + "/imagePullPolicy", Value: string(want)})
+}
+
+// escapePointer escapes one JSON pointer segment (RFC 6901).
+func escapePointer(s string) string {
+	return strings.ReplaceAll(strings.ReplaceAll(s, "~", "~0"), "/", "~1")
+}
+
+func uniqueSorted(s []string) []string {
+	if len(s) == 0 {
+		return nil
+	}
+	out := slices.Clone(s)
+	slices.Sort(out)
+	return slices.Compact(out)
+}
