@@ -15,6 +15,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
@@ -304,14 +306,23 @@ type bindingWatch struct {
 	isComplete func(*rbacv1.ClusterRoleBinding) bool
 }
 
+// watchBinding starts watching after the binding's current version, so that only later
+// writes count.
 func watchBinding(t testing.TB, name string, isComplete func(*rbacv1.ClusterRoleBinding) bool) *bindingWatch {
 	t.Helper()
+	current := &rbacv1.ClusterRoleBinding{}
+	if err := cp.Client.Get(context.Background(), client.ObjectKey{Name: name}, current); ignoreNotFound(err) != nil {
+		t.Fatal(err)
+	}
 	wc, err := client.NewWithWatch(cp.Config, client.Options{Scheme: cp.Scheme})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	w, err := wc.Watch(ctx, &rbacv1.ClusterRoleBindingList{}, client.MatchingFields{"metadata.name": name})
+	w, err := wc.Watch(ctx, &rbacv1.ClusterRoleBindingList{}, &client.ListOptions{
+		FieldSelector: fields.OneTermEqualSelector("metadata.name", name),
+		Raw:           &metav1.ListOptions{ResourceVersion: current.ResourceVersion},
+	})
 	if err != nil {
 		cancel()
 		t.Fatal(err)
