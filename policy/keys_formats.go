@@ -1,0 +1,529 @@
+package policy
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/base64"
+	"strings"
+)
+
+// keyBytes is what a decoded payload turned out to be.
+type keyBytes struct {
+	kind   string // a private key of this kind
+	public bool   // public material (a public key or certificate), not a key
+}
+
+// classifyKeyBytes recognises a decoded key by its framing only: DER structure of PKCS#1,
+// PKCS#8 (plain and encrypted), SEC1 and DSA keys, and the OpenSSH container. It never
+// does the key's mathematics.
+func classifyKeyBytes(b []byte) keyBytes {
+	if bytes.HasPrefix(b, []byte("openssh-key-v1\x00")) {
+		return classifyOpenSSH(b)
+	}
+	if isSSHPublicBlob(b) {
+		return keyBytes{public: true}
+	}
+	if len(b) > 0 && b[0] == 0x30 {
+		return classifyDER(b)
+	}
+	return keyBytes{}
+}
+
+// derElem is one TLV.
+type derElem struct {
+	tag     byte
+	content []byte
+}
+
+// derNext reads one DER TLV from b (definite lengths only).
+func derNext(b []byte) (derElem, []byte, bool) {
+	if len(b) < 2 {
+		return derElem{}, nil, false
+	}
+	tag := b[0]
+	if tag&0x1f == 0x1f {
+		return derElem{}, nil, false
+	}
+	l := int(b[1])
+	off := 2
+	if l&0x80 != 0 {
+		n := l & 0x7f
+		if n == 0 || n > 4 || len(b) < 2+n {
+			return derElem{}, nil, false
+		}
+		l = 0
+		for _, c := range b[2 : 2+n] {
+			l = l<<8 | int(c)
+		}
+		if l < 0 {
+			return derElem{}, nil, false
+		}
+		off += n
+	}
+	if l > len(b)-off {
+		return derElem{}, nil, false
+	}
+	return derElem{tag: tag, content: b[off : off+l]}, b[off+l:], true
+}
+
+// derChildren splits the content of a constructed element; at most max children.
+func derChildren(b []byte, max int) ([]derElem, bool) {
+	var out []derElem
+	for len(b) > 0 {
+		if len(out) == max {
+			return nil, false
+		}
+		e, rest, ok := derNext(b)
+		if !ok {
+			return nil, false
+		}
+		out = append(out, e)
+		b = rest
+	}
+	return out, true
+}
+
+const (
+	tagInteger   = 0x02
+	tagBitString = 0x03
+	tagOctets    = 0x04
+	tagOID       = 0x06
+	tagSequence  = 0x30
+)
+
+var pkcs8Algorithms = []struct {
+	oid  []byte
+	kind string
+}{
+	{[]byte{0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01}, KindRSAPKCS8},
+	{[]byte{0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0a}, KindRSAPSSPKCS8},
+	{[]byte{0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01}, KindECPKCS8},
+	{[]byte{0x2b, 0x65, 0x70}, KindEd25519PKCS8},
+	{[]byte{0x2b, 0x65, 0x6e}, KindX25519PKCS8},
+	{[]byte{0x2b, 0x65, 0x71}, KindEd448PKCS8},
+	{[]byte{0x2b, 0x65, 0x6f}, KindX448PKCS8},
+	{[]byte{0x2a, 0x86, 0x48, 0xce, 0x38, 0x04, 0x01}, KindDSAPKCS8},
+	{[]byte{0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x03, 0x01}, KindDHPKCS8},
+	{[]byte{0x2a, 0x86, 0x48, 0xce, 0x3e, 0x02, 0x01}, KindDHPKCS8},
+}
+
+func pkcs8Kind(oid []byte) string {
+	for _, a := range pkcs8Algorithms {
+		if bytes.Equal(oid, a.oid) {
+			return a.kind
+		}
+	}
+	// 2.16.840.1.101.3.4.3.17-19 ML-DSA, .20-.31 SLH-DSA, 2.16.840.1.101.3.4.4.1-3 ML-KEM
+	nist := []byte{0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04}
+	if len(oid) == len(nist)+2 && bytes.HasPrefix(oid, nist) {
+		switch last := oid[len(oid)-1]; {
+		case oid[len(nist)] == 0x03 && last >= 0x11 && last <= 0x13:
+			return KindMLDSAPKCS8
+		case oid[len(nist)] == 0x03 && last >= 0x14 && last <= 0x1f:
+			return KindSLHDSAPKCS8
+		case oid[len(nist)] == 0x04 && last >= 0x01 && last <= 0x03:
+			return KindMLKEMPKCS8
+		}
+	}
+	return KindPKCS8
+}
+
+func isSmallInt(e derElem, vals ...byte) bool {
+	if e.tag != tagInteger || len(e.content) != 1 {
+		return false
+	}
+	for _, v := range vals {
+		if e.content[0] == v {
+			return true
+		}
+	}
+	return false
+}
+
+func allIntegers(es []derElem) bool {
+	for _, e := range es {
+		if e.tag != tagInteger || len(e.content) == 0 {
+			return false
+		}
+	}
+	return true
+}
+
+func classifyDER(b []byte) keyBytes {
+	outer, rest, ok := derNext(b)
+	if !ok || outer.tag != tagSequence || len(rest) > 0 {
+		return keyBytes{}
+	}
+	es, ok := derChildren(outer.content, 16)
+	if !ok || len(es) < 2 {
+		return keyBytes{}
+	}
+	switch {
+	case len(es) >= 9 && allIntegers(es) && isSmallInt(es[0], 0, 1) && len(es[1].content) >= 32:
+		return keyBytes{kind: KindRSAPKCS1}
+	case len(es) == 6 && allIntegers(es) && isSmallInt(es[0], 0) && len(es[1].content) >= 32:
+		return keyBytes{kind: KindDSA}
+	case len(es) == 2 && allIntegers(es) && len(es[0].content) >= 32:
+		return keyBytes{public: true} // PKCS#1 public key
+	case len(es) >= 3 && isSmallInt(es[0], 0, 1) && es[1].tag == tagSequence && es[2].tag == tagOctets:
+		alg, ok := derChildren(es[1].content, 4)
+		if !ok || len(alg) == 0 || alg[0].tag != tagOID || len(es[2].content) < 16 {
+			return keyBytes{}
+		}
+		return keyBytes{kind: pkcs8Kind(alg[0].content)}
+	case len(es) == 2 && es[0].tag == tagSequence && es[1].tag == tagOctets:
+		alg, ok := derChildren(es[0].content, 4)
+		if !ok || len(alg) == 0 || alg[0].tag != tagOID || len(es[1].content) < 16 {
+			return keyBytes{}
+		}
+		return keyBytes{kind: KindEncryptedPKCS8}
+	case len(es) == 2 && es[0].tag == tagSequence && es[1].tag == tagBitString:
+		return keyBytes{public: true} // SubjectPublicKeyInfo
+	case len(es) >= 2 && len(es) <= 4 && isSmallInt(es[0], 1) && es[1].tag == tagOctets && len(es[1].content) >= 16:
+		for _, e := range es[2:] {
+			if e.tag != 0xa0 && e.tag != 0xa1 {
+				return keyBytes{}
+			}
+		}
+		return keyBytes{kind: KindECSEC1}
+	case len(es) == 3 && es[0].tag == tagSequence && es[1].tag == tagSequence && es[2].tag == tagBitString:
+		return keyBytes{public: true} // certificate, CSR or CRL
+	}
+	return keyBytes{}
+}
+
+// sshString reads one uint32-length-prefixed string.
+func sshString(b []byte) ([]byte, []byte, bool) {
+	if len(b) < 4 {
+		return nil, nil, false
+	}
+	n := uint64(b[0])<<24 | uint64(b[1])<<16 | uint64(b[2])<<8 | uint64(b[3])
+	if n > uint64(len(b)-4) {
+		return nil, nil, false
+	}
+	return b[4 : 4+n], b[4+n:], true
+}
+
+func classifyOpenSSH(b []byte) keyBytes {
+	b = b[len("openssh-key-v1\x00"):]
+	cipher, b, ok := sshString(b)
+	if !ok {
+		return keyBytes{}
+	}
+	var kdf, kdfOpts []byte
+	if kdf, b, ok = sshString(b); !ok {
+		return keyBytes{}
+	}
+	if kdfOpts, b, ok = sshString(b); !ok || len(b) < 4 {
+		return keyBytes{}
+	}
+	_, _ = kdf, kdfOpts
+	n := uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
+	b = b[4:]
+	if n == 0 || n > 16 {
+		return keyBytes{}
+	}
+	for i := uint32(0); i < n; i++ {
+		if _, b, ok = sshString(b); !ok {
+			return keyBytes{}
+		}
+	}
+	priv, _, ok := sshString(b)
+	if !ok || len(priv) < 8 {
+		return keyBytes{}
+	}
+	if string(cipher) == "none" {
+		// Unencrypted: the section starts with two equal check integers.
+		if !bytes.Equal(priv[0:4], priv[4:8]) {
+			return keyBytes{}
+		}
+		return keyBytes{kind: KindOpenSSH}
+	}
+	if len(priv)%8 != 0 {
+		return keyBytes{}
+	}
+	return keyBytes{kind: KindOpenSSHEncrypted}
+}
+
+// isSSHPublicBlob recognises an SSH public key in wire format ("ssh-rsa", ...).
+func isSSHPublicBlob(b []byte) bool {
+	name, rest, ok := sshString(b)
+	if !ok || len(name) < 7 || len(name) > 64 || len(rest) < 16 {
+		return false
+	}
+	return bytes.HasPrefix(name, []byte("ssh-")) || bytes.HasPrefix(name, []byte("ecdsa-")) || bytes.HasPrefix(name, []byte("sk-"))
+}
+
+type pgpKind int
+
+const (
+	pgpNone pgpKind = iota
+	pgpSecret
+	pgpPublic
+)
+
+// pgpPacket recognises an OpenPGP secret or public key packet by its header and version.
+func pgpPacket(b []byte) pgpKind {
+	if len(b) < 8 || b[0]&0x80 == 0 {
+		return pgpNone
+	}
+	var tag byte
+	var body []byte
+	if b[0]&0x40 != 0 { // new format
+		tag = b[0] & 0x3f
+		switch l := b[1]; {
+		case l < 192:
+			body = b[2:]
+			if int(l) > len(body) {
+				return pgpNone
+			}
+			body = body[:l]
+		case l < 224:
+			n := (int(l)-192)<<8 + int(b[2]) + 192
+			if n > len(b)-3 {
+				return pgpNone
+			}
+			body = b[3 : 3+n]
+		case l == 255:
+			n := int(b[2])<<24 | int(b[3])<<16 | int(b[4])<<8 | int(b[5])
+			if n < 0 || n > len(b)-6 {
+				return pgpNone
+			}
+			body = b[6 : 6+n]
+		default:
+			return pgpNone
+		}
+	} else {
+		tag = (b[0] >> 2) & 0x0f
+		var n, off int
+		switch b[0] & 3 {
+		case 0:
+			n, off = int(b[1]), 2
+		case 1:
+			n, off = int(b[1])<<8|int(b[2]), 3
+		case 2:
+			n, off = int(b[1])<<24|int(b[2])<<16|int(b[3])<<8|int(b[4]), 5
+		default:
+			return pgpNone
+		}
+		if n < 0 || n > len(b)-off {
+			return pgpNone
+		}
+		body = b[off : off+n]
+	}
+	if len(body) < 6 || body[0] < 3 || body[0] > 6 {
+		return pgpNone
+	}
+	switch tag {
+	case 5, 7:
+		return pgpSecret
+	case 6, 14:
+		return pgpPublic
+	}
+	return pgpNone
+}
+
+// signatures are the base64 forms, at each of the three byte alignments, of text that
+// starts a key; they find a key encoded at any offset of a longer base64 run.
+var signatures = func() (out []base64Signature) {
+	for _, s := range []string{"-----BEGIN", "-----begin", "openssh-key-v1", "PRIVATE KEY", "service_account", "PuTTY-User-Key", "AGE-SECRET-KEY", "\"private_key\"", "---- BEGIN", "\"kty\""} {
+		for pad := 0; pad < 3; pad++ {
+			src := append(make([]byte, pad), s...)
+			enc := base64.StdEncoding.EncodeToString(src)
+			first := (pad*8 + 5) / 6 // first character made only of s
+			last := (len(src)*8)/6 - 1
+			if pad == 0 {
+				first = 0
+			}
+			lead := first % 4
+			if last <= first {
+				continue
+			}
+			out = append(out, base64Signature{enc: []byte(enc[first : last+1]), lead: lead})
+		}
+	}
+	return out
+}()
+
+type base64Signature struct {
+	enc  []byte
+	lead int // characters of the 4-character group before enc
+}
+
+// scanBase64 decodes the base64 runs of text (outside PEM blocks, which scanPEM handled)
+// and examines what they decode to.
+func (s *keyScanner) scanBase64(text []byte, masked [][2]int, depth int) error {
+	if !hasBase64Run(text) {
+		return nil
+	}
+	mi := 0
+	for i := 0; i < len(text); {
+		for mi < len(masked) && masked[mi][1] <= i {
+			mi++
+		}
+		if mi < len(masked) && i >= masked[mi][0] {
+			i = masked[mi][1]
+			continue
+		}
+		if !b64Class[text[i]] {
+			i++
+			continue
+		}
+		stop := len(text)
+		if mi < len(masked) {
+			stop = masked[mi][0]
+		}
+		blob, next := collectBlob(text[:stop], i)
+		if len(blob) >= minBase64Run && !isHex(blob) {
+			if err := s.examineBlob(text[:i], blob, depth); err != nil {
+				return err
+			}
+		}
+		i = next
+	}
+	return nil
+}
+
+// collectBlob gathers the base64 characters from i: one run, or several runs separated
+// by line breaks (real or escaped) or spaces when they look like wrapped lines.
+func collectBlob(text []byte, i int) ([]byte, int) {
+	var blob []byte
+	for {
+		j := i
+		for j < len(text) && b64Class[text[j]] {
+			j++
+		}
+		run := text[i:j]
+		for j < len(text) && text[j] == '=' {
+			j++
+		}
+		padded := j > i+len(run)
+		if blob == nil {
+			blob = run
+		} else {
+			blob = append(blob, run...)
+		}
+		if padded || len(run) < 48 {
+			return blob, j
+		}
+		// Skip one separator: whitespace, or an escaped line break.
+		k := j
+		for k < len(text) {
+			c := text[k]
+			if c == ' ' || c == '\n' || c == '\r' || c == '\t' {
+				k++
+				continue
+			}
+			if c == '\\' {
+				m := k
+				for m < len(text) && text[m] == '\\' {
+					m++
+				}
+				if m < len(text) && (text[m] == 'n' || text[m] == 'r') {
+					k = m + 1
+					continue
+				}
+			}
+			break
+		}
+		if k == j || k >= len(text) || !b64Class[text[k]] {
+			return blob, j
+		}
+		if len(blob) == len(run) {
+			blob = append([]byte(nil), blob...)
+		}
+		i = k
+	}
+}
+
+func (s *keyScanner) examineBlob(before, blob []byte, depth int) error {
+	if err := s.candidate(); err != nil {
+		return err
+	}
+	url := bytes.ContainsAny(blob, "-_")
+	if url && bytes.ContainsAny(blob, "+/") {
+		// A run that starts or ends with dashes from surrounding text.
+		blob = bytes.Trim(blob, "-_")
+		url = bytes.ContainsAny(blob, "-_")
+		if url && bytes.ContainsAny(blob, "+/") {
+			return nil
+		}
+	}
+	start := len(s.findings)
+	defer func() {
+		if kubeconfigKeyData(before) {
+			for i := start; i < len(s.findings); i++ {
+				if f := &s.findings[i]; !f.Malformed && !strings.HasPrefix(f.Kind, kindPrefixKubeconfig) {
+					f.Kind = kindPrefixKubeconfig + f.Kind
+				}
+			}
+		}
+	}()
+	if err := s.examineBase64At(blob, url, depth); err != nil {
+		return err
+	}
+	if len(s.findings) > start || url {
+		return nil
+	}
+	// The key may start at another alignment than the run (base64 of longer text, or
+	// characters glued in front).
+	tried := [4]bool{true}
+	for _, sig := range signatures {
+		p := bytes.Index(blob, sig.enc)
+		if p < 0 || p < sig.lead {
+			continue
+		}
+		a := (p - sig.lead) % 4
+		if tried[a] {
+			continue
+		}
+		tried[a] = true
+		if err := s.examineBase64At(blob[a:], false, depth); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *keyScanner) examineBase64At(b64 []byte, url bool, depth int) error {
+	if len(b64)%4 == 1 {
+		b64 = b64[:len(b64)-1]
+	}
+	data, ok := decodeBase64Loose(b64, url)
+	if !ok {
+		return nil
+	}
+	if r := classifyKeyBytes(data); r.kind != "" {
+		s.add(r.kind, sha256.Sum256(data), false)
+		return nil
+	}
+	if pgpPacket(data) == pgpSecret {
+		s.add(KindPGP, sha256.Sum256(data), false)
+		return nil
+	}
+	if looksLikeText(data) {
+		return s.scanText(data, depth+1)
+	}
+	return nil
+}
+
+func kubeconfigKeyData(before []byte) bool {
+	if len(before) > 24 {
+		before = before[len(before)-24:]
+	}
+	return bytes.Contains(before, []byte("client-key-data"))
+}
+
+// looksLikeText is true for decoded bytes that are worth scanning as text again.
+func looksLikeText(b []byte) bool {
+	if len(b) > 512 {
+		b = b[:512]
+	}
+	bad := 0
+	for _, c := range b {
+		if c < 0x20 && c != '\n' && c != '\r' && c != '\t' || c == 0x7f {
+			bad++
+		}
+	}
+	return bad*20 <= len(b)
+}

@@ -1,0 +1,504 @@
+package policy
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"unicode/utf16"
+	"unicode/utf8"
+)
+
+// keyScanner walks one object's JSON once, tracking the field path, and examines only
+// the string values that could hold a key.
+type keyScanner struct {
+	maxCandidates int
+	maxDepth      int
+	candidates    int
+
+	findings []KeyFinding
+	path     []pathElem
+	// field overrides the path while scanning JSON that was itself inside a string.
+	field string
+	// fieldRole records the container/env frames of the string being scanned, so that
+	// findings in nested JSON text get the same names.
+	nested int
+}
+
+type pathElem struct {
+	key   string // object member name; "" for an array element
+	index int
+}
+
+var errNotJSON = errors.New("object is not valid JSON")
+
+func (s *keyScanner) limit(reason string) error {
+	return &KeyLimitError{Reason: reason}
+}
+
+// candidate counts one more piece of work towards privateKeys.maxCandidates.
+func (s *keyScanner) candidate() error {
+	s.candidates++
+	if s.candidates > s.maxCandidates {
+		return s.limit(fmt.Sprintf("more than %d key candidates (privateKeys.maxCandidates)", s.maxCandidates))
+	}
+	return nil
+}
+
+func (s *keyScanner) scanObject(raw []byte) error {
+	w := jsonWalker{s: s, b: raw}
+	i, err := w.value(w.skipSpace(0), 0)
+	if err != nil {
+		return err
+	}
+	if w.skipSpace(i) != len(raw) {
+		return errNotJSON
+	}
+	return nil
+}
+
+// currentField renders the path of the value being examined.
+func (s *keyScanner) currentField() string {
+	if s.nested > 0 {
+		return s.field
+	}
+	var b strings.Builder
+	for _, e := range s.path {
+		if e.key == "" {
+			b.WriteByte('[')
+			b.WriteString(strconv.Itoa(e.index))
+			b.WriteByte(']')
+			continue
+		}
+		k := safeName(e.key)
+		if isSimpleKey(k) {
+			if b.Len() > 0 {
+				b.WriteByte('.')
+			}
+			b.WriteString(k)
+		} else {
+			b.WriteByte('[')
+			b.WriteString(k)
+			b.WriteByte(']')
+		}
+	}
+	return b.String()
+}
+
+func isSimpleKey(k string) bool {
+	if k == "" {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		c := k[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '_' || c == '-' || i > 0 && c >= '0' && c <= '9') {
+			return false
+		}
+	}
+	return true
+}
+
+// safeName keeps names from the object (member names, container and env names) out of
+// findings when they could carry key material themselves.
+func safeName(n string) string {
+	if len(n) > maxNameInFindingBytes || mayHoldKey([]byte(n)) {
+		return "(name not shown)"
+	}
+	for i := 0; i < len(n); i++ {
+		if n[i] < 0x20 || n[i] == 0x7f {
+			return "(name not shown)"
+		}
+	}
+	return n
+}
+
+func (s *keyScanner) add(kind string, digest [sha256.Size]byte, malformed bool) {
+	s.findings = append(s.findings, KeyFinding{
+		Field:       s.currentField(),
+		Kind:        kind,
+		Fingerprint: keyFingerprint(digest),
+		Malformed:   malformed,
+		digest:      digest,
+	})
+}
+
+// jsonWalker is a minimal JSON reader over raw bytes: it validates structure, tracks the
+// path and hands string values to the key detector only when a cheap filter says so.
+type jsonWalker struct {
+	s *keyScanner
+	b []byte
+	// depth is the decode depth of the text being walked (0 for the object itself).
+	depth int
+}
+
+func (w *jsonWalker) skipSpace(i int) int {
+	for i < len(w.b) {
+		switch w.b[i] {
+		case ' ', '\t', '\n', '\r':
+			i++
+		default:
+			return i
+		}
+	}
+	return i
+}
+
+func (w *jsonWalker) value(i, nesting int) (int, error) {
+	if i >= len(w.b) {
+		return i, errNotJSON
+	}
+	switch c := w.b[i]; {
+	case c == '{':
+		return w.object(i, nesting+1)
+	case c == '[':
+		return w.array(i, nesting+1)
+	case c == '"':
+		end, escaped, err := w.stringEnd(i)
+		if err != nil {
+			return i, err
+		}
+		body := w.b[i+1 : end-1]
+		if len(body) >= minKeyValueLen && mayHoldKey(body) {
+			text := body
+			if escaped {
+				if text, err = unescapeJSON(body); err != nil {
+					return i, err
+				}
+			}
+			if err := w.s.scanText(text, w.depth); err != nil {
+				return i, err
+			}
+		}
+		return end, nil
+	case c == 't':
+		return w.literal(i, "true")
+	case c == 'f':
+		return w.literal(i, "false")
+	case c == 'n':
+		return w.literal(i, "null")
+	case c == '-' || c >= '0' && c <= '9':
+		j := i + 1
+		for j < len(w.b) && (w.b[j] >= '0' && w.b[j] <= '9' || w.b[j] == '.' || w.b[j] == 'e' || w.b[j] == 'E' || w.b[j] == '+' || w.b[j] == '-') {
+			j++
+		}
+		return j, nil
+	}
+	return i, errNotJSON
+}
+
+func (w *jsonWalker) literal(i int, lit string) (int, error) {
+	if !bytes.HasPrefix(w.b[i:], []byte(lit)) {
+		return i, errNotJSON
+	}
+	return i + len(lit), nil
+}
+
+// stringEnd returns the index just past the closing quote of the string at i.
+func (w *jsonWalker) stringEnd(i int) (end int, escaped bool, err error) {
+	j := i + 1
+	for {
+		k := bytes.IndexByte(w.b[j:], '"')
+		if k < 0 {
+			return 0, false, errNotJSON
+		}
+		q := j + k
+		bs := 0
+		for p := q - 1; p > i && w.b[p] == '\\'; p-- {
+			bs++
+		}
+		if bs > 0 {
+			escaped = true
+		}
+		if bs%2 == 0 {
+			if !escaped && bytes.IndexByte(w.b[i+1:q], '\\') >= 0 {
+				escaped = true
+			}
+			return q + 1, escaped, nil
+		}
+		j = q + 1
+	}
+}
+
+// members the object-level checks look at.
+type objectFacts struct {
+	typ, kty   string
+	d, k       string
+	hasD, hasK bool
+	pkStart    int
+	pkEnd      int
+	name       string
+}
+
+func (w *jsonWalker) object(i, nesting int) (int, error) {
+	if nesting > maxJSONNesting {
+		return i, w.s.limit(fmt.Sprintf("JSON nested deeper than %d levels", maxJSONNesting))
+	}
+	s := w.s
+	start := len(s.findings)
+	var facts objectFacts
+	facts.pkStart, facts.pkEnd = -1, -1
+	i = w.skipSpace(i + 1)
+	if i < len(w.b) && w.b[i] == '}' {
+		return i + 1, nil
+	}
+	for {
+		if i >= len(w.b) || w.b[i] != '"' {
+			return i, errNotJSON
+		}
+		end, escaped, err := w.stringEnd(i)
+		if err != nil {
+			return i, err
+		}
+		keyRaw := w.b[i+1 : end-1]
+		key := string(keyRaw)
+		if escaped {
+			u, err := unescapeJSON(keyRaw)
+			if err != nil {
+				return i, err
+			}
+			key = string(u)
+		}
+		i = w.skipSpace(end)
+		if i >= len(w.b) || w.b[i] != ':' {
+			return i, errNotJSON
+		}
+		i = w.skipSpace(i + 1)
+		if s.nested == 0 {
+			s.path = append(s.path, pathElem{key: key})
+		}
+		before := len(s.findings)
+		vstart := i
+		i, err = w.value(i, nesting)
+		if err != nil {
+			return i, err
+		}
+		if s.nested == 0 {
+			s.path = s.path[:len(s.path)-1]
+		}
+		if w.b[vstart] == '"' {
+			switch key {
+			case "type", "kty", "name":
+				if i-vstart <= 66 {
+					v, _ := unescapeJSON(w.b[vstart+1 : i-1])
+					switch key {
+					case "type":
+						facts.typ = string(v)
+					case "kty":
+						facts.kty = string(v)
+					case "name":
+						facts.name = string(v)
+					}
+				}
+			case "d", "k":
+				v, err := unescapeJSON(w.b[vstart+1 : i-1])
+				if err == nil {
+					if key == "d" {
+						facts.d, facts.hasD = string(v), true
+					} else {
+						facts.k, facts.hasK = string(v), true
+					}
+				}
+			case "private_key":
+				facts.pkStart, facts.pkEnd = before, len(s.findings)
+			}
+		}
+		i = w.skipSpace(i)
+		if i >= len(w.b) {
+			return i, errNotJSON
+		}
+		if w.b[i] == ',' {
+			i = w.skipSpace(i + 1)
+			continue
+		}
+		if w.b[i] == '}' {
+			i++
+			break
+		}
+		return i, errNotJSON
+	}
+	if facts.typ == "service_account" && facts.pkStart >= 0 {
+		for j := facts.pkStart; j < facts.pkEnd; j++ {
+			if !s.findings[j].Malformed {
+				s.findings[j].Kind = KindGoogleSA
+			}
+		}
+	}
+	if facts.kty != "" {
+		w.jwk(&facts)
+	}
+	if s.nested == 0 && len(s.path) >= 2 && facts.name != "" {
+		// An element of containers/env: give its findings the container or env name.
+		parent := s.path[len(s.path)-2].key
+		last := s.path[len(s.path)-1]
+		if last.key == "" {
+			name := safeName(facts.name)
+			for j := start; j < len(s.findings); j++ {
+				f := &s.findings[j]
+				switch parent {
+				case "containers", "initContainers", "ephemeralContainers":
+					if f.Container == "" {
+						f.Container = name
+					}
+				case "env":
+					if f.Env == "" {
+						f.Env = name
+					}
+				}
+			}
+		}
+	}
+	return i, nil
+}
+
+// jwk reports a JSON Web Key that holds private or symmetric key material.
+func (w *jsonWalker) jwk(f *objectFacts) {
+	s := w.s
+	var material string
+	kind := ""
+	switch {
+	case f.hasD:
+		material = f.d
+		switch f.kty {
+		case "RSA", "EC", "OKP", "AKP":
+			kind = KindJWKPrivate + " (kty " + f.kty + ")"
+		default:
+			kind = KindJWKPrivate
+		}
+	case f.kty == "oct" && f.hasK:
+		material = f.k
+		kind = KindJWKSymmetric
+	default:
+		return
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(material, "="))
+	if err != nil || len(raw) < 16 {
+		return
+	}
+	field := s.currentField()
+	if s.nested == 0 {
+		if f.hasD {
+			field += ".d"
+		} else {
+			field += ".k"
+		}
+	}
+	d := sha256.Sum256(raw)
+	s.findings = append(s.findings, KeyFinding{Field: field, Kind: kind, Fingerprint: keyFingerprint(d), digest: d})
+}
+
+func (w *jsonWalker) array(i, nesting int) (int, error) {
+	if nesting > maxJSONNesting {
+		return i, w.s.limit(fmt.Sprintf("JSON nested deeper than %d levels", maxJSONNesting))
+	}
+	s := w.s
+	i = w.skipSpace(i + 1)
+	if i < len(w.b) && w.b[i] == ']' {
+		return i + 1, nil
+	}
+	for n := 0; ; n++ {
+		if s.nested == 0 {
+			s.path = append(s.path, pathElem{index: n})
+		}
+		var err error
+		i, err = w.value(i, nesting)
+		if err != nil {
+			return i, err
+		}
+		if s.nested == 0 {
+			s.path = s.path[:len(s.path)-1]
+		}
+		i = w.skipSpace(i)
+		if i >= len(w.b) {
+			return i, errNotJSON
+		}
+		if w.b[i] == ',' {
+			i = w.skipSpace(i + 1)
+			continue
+		}
+		if w.b[i] == ']' {
+			return i + 1, nil
+		}
+		return i, errNotJSON
+	}
+}
+
+// unescapeJSON decodes the body of a JSON string.
+func unescapeJSON(b []byte) ([]byte, error) {
+	if bytes.IndexByte(b, '\\') < 0 {
+		return b, nil
+	}
+	out := make([]byte, 0, len(b))
+	for i := 0; i < len(b); i++ {
+		c := b[i]
+		if c != '\\' {
+			out = append(out, c)
+			continue
+		}
+		i++
+		if i >= len(b) {
+			return nil, errNotJSON
+		}
+		switch b[i] {
+		case '"', '\\', '/':
+			out = append(out, b[i])
+		case 'b':
+			out = append(out, '\b')
+		case 'f':
+			out = append(out, '\f')
+		case 'n':
+			out = append(out, '\n')
+		case 'r':
+			out = append(out, '\r')
+		case 't':
+			out = append(out, '\t')
+		case 'u':
+			r, ok := hex4(b, i+1)
+			if !ok {
+				return nil, errNotJSON
+			}
+			i += 4
+			if utf16.IsSurrogate(r) {
+				if r2, ok := hex4(b, i+3); ok && i+2 < len(b) && b[i+1] == '\\' && b[i+2] == 'u' {
+					if d := utf16.DecodeRune(r, r2); d != utf8.RuneError {
+						r = d
+						i += 6
+					}
+				}
+			}
+			out = utf8.AppendRune(out, r)
+		default:
+			return nil, errNotJSON
+		}
+	}
+	return out, nil
+}
+
+func hex4(b []byte, i int) (rune, bool) {
+	if i+4 > len(b) {
+		return 0, false
+	}
+	var r rune
+	for _, c := range b[i : i+4] {
+		v, ok := hexVal(c)
+		if !ok {
+			return 0, false
+		}
+		r = r<<4 | rune(v)
+	}
+	return r, true
+}
+
+func hexVal(c byte) (byte, bool) {
+	switch {
+	case c >= '0' && c <= '9':
+		return c - '0', true
+	case c >= 'a' && c <= 'f':
+		return c - 'a' + 10, true
+	case c >= 'A' && c <= 'F':
+		return c - 'A' + 10, true
+	}
+	return 0, false
+}

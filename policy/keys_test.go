@@ -1,0 +1,368 @@
+package policy
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+// keyEncoding is one way a key's text reaches a field.
+type keyEncoding struct {
+	name string
+	// applies says whether the encoding makes sense for a fixture.
+	applies func(k keyFixture) bool
+	encode  func(k keyFixture) string
+	// kind overrides the expected kind (a kubeconfig names where the key was).
+	kind func(k keyFixture) string
+}
+
+func always(keyFixture) bool { return true }
+
+func b64(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
+
+var pemLine = regexp.MustCompile(`(?m)^-----(BEGIN|END) [A-Za-z0-9 ]+-----$`)
+
+var keyEncodings = []keyEncoding{
+	{name: "literal", encode: func(k keyFixture) string { return k.text }},
+	{name: "crlf", encode: func(k keyFixture) string { return strings.ReplaceAll(k.text, "\n", "\r\n") }},
+	{name: "yaml-folded", encode: func(k keyFixture) string { return strings.ReplaceAll(strings.TrimSpace(k.text), "\n", " ") }},
+	{name: "escaped-newlines", encode: func(k keyFixture) string { return strings.ReplaceAll(k.text, "\n", `\n`) }},
+	{name: "double-escaped-newlines", encode: func(k keyFixture) string { return strings.ReplaceAll(k.text, "\n", `\\n`) }},
+	{name: "one-line-no-separators", encode: func(k keyFixture) string { return strings.ReplaceAll(k.text, "\n", "") }},
+	{name: "indented", encode: func(k keyFixture) string { return "    " + strings.ReplaceAll(k.text, "\n", "\n    ") }},
+	{name: "lowercase-label", applies: func(k keyFixture) bool { return k.multiline }, encode: func(k keyFixture) string {
+		return pemLine.ReplaceAllStringFunc(k.text, strings.ToLower)
+	}},
+	{name: "base64", encode: func(k keyFixture) string { return b64(k.text) }},
+	{name: "base64-wrapped-76", encode: func(k keyFixture) string { return wrap(b64(k.text), 76) }},
+	{name: "base64-url", encode: func(k keyFixture) string { return base64.URLEncoding.EncodeToString([]byte(k.text)) }},
+	{name: "base64-of-longer-text", encode: func(k keyFixture) string { return b64("# key for the agent, do not share\n" + k.text) }},
+	{name: "base64-at-offset", encode: func(k keyFixture) string { return "cfg:v1:xyz" + b64("ab"+k.text) }},
+	{name: "base64-glued", encode: func(k keyFixture) string { return "abc" + b64(k.text) }},
+	{name: "base64-nested", encode: func(k keyFixture) string { return b64(b64(k.text)) }},
+	{name: "base64-nested-3", encode: func(k keyFixture) string { return b64(b64(b64(k.text))) }},
+	{name: "percent-query", encode: func(k keyFixture) string { return url.QueryEscape(k.text) }},
+	{name: "percent-every-byte", encode: func(k keyFixture) string {
+		var b strings.Builder
+		for i := 0; i < len(k.text); i++ {
+			fmt.Fprintf(&b, "%%%02X", k.text[i])
+		}
+		return b.String()
+	}},
+	{name: "percent-base64", encode: func(k keyFixture) string { return url.QueryEscape(b64(k.text)) }},
+	{name: "headerless-der-base64", applies: func(k keyFixture) bool { return k.material[0] == 0x30 || strings.HasPrefix(k.name, "openssh") },
+		encode: func(k keyFixture) string { return base64.StdEncoding.EncodeToString(k.material) },
+		kind: func(k keyFixture) string {
+			if k.kind == KindGoogleSA {
+				return KindRSAPKCS8
+			}
+			return k.kind
+		}},
+	{name: "kubeconfig-client-key-data", applies: func(k keyFixture) bool {
+		return strings.HasPrefix(k.name, "rsa-pkcs") || strings.HasPrefix(k.name, "ec-")
+	},
+		encode: func(k keyFixture) string {
+			return "apiVersion: v1\nkind: Config\nusers:\n- name: admin\n  user:\n    client-certificate-data: " + b64("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n") + "\n    client-key-data: " + b64(k.text) + "\n"
+		},
+		kind: func(k keyFixture) string { return kindPrefixKubeconfig + k.kind }},
+}
+
+// keyLocation places a string value in an object.
+type keyLocation struct {
+	name                  string
+	kind                  string
+	field, container, env string
+	build                 func(value string) map[string]any
+}
+
+func podSpecWith(containers []any) map[string]any {
+	return map[string]any{"containers": containers, "serviceAccountName": "default"}
+}
+
+var keyLocations = []keyLocation{
+	{name: "pod-env-value", kind: "Pod", field: "spec.containers[1].env[1].value", container: "agent", env: "SIGNING_KEY",
+		build: func(v string) map[string]any {
+			return map[string]any{"apiVersion": "v1", "kind": "Pod", "metadata": map[string]any{"name": "p"}, "spec": podSpecWith([]any{
+				map[string]any{"name": "sidecar", "image": "busybox"},
+				map[string]any{"name": "agent", "image": "agent:1", "env": []any{
+					map[string]any{"name": "MODE", "value": "x"},
+					map[string]any{"name": "SIGNING_KEY", "value": v},
+				}},
+			})}
+		}},
+	{name: "pod-args", kind: "Pod", field: "spec.containers[0].args[1]", container: "agent",
+		build: func(v string) map[string]any {
+			return map[string]any{"apiVersion": "v1", "kind": "Pod", "metadata": map[string]any{"name": "p"}, "spec": podSpecWith([]any{
+				map[string]any{"name": "agent", "image": "agent:1", "args": []any{"--key", v}},
+			})}
+		}},
+	{name: "pod-ephemeral-container-env", kind: "Pod", field: "spec.ephemeralContainers[0].env[0].value", container: "debugger", env: "K",
+		build: func(v string) map[string]any {
+			spec := podSpecWith([]any{map[string]any{"name": "agent", "image": "agent:1"}})
+			spec["ephemeralContainers"] = []any{map[string]any{"name": "debugger", "image": "busybox", "env": []any{map[string]any{"name": "K", "value": v}}}}
+			return map[string]any{"apiVersion": "v1", "kind": "Pod", "metadata": map[string]any{"name": "p"}, "spec": spec}
+		}},
+	{name: "pod-annotation", kind: "Pod", field: "metadata.annotations[example.com/config]",
+		build: func(v string) map[string]any {
+			return map[string]any{"apiVersion": "v1", "kind": "Pod", "metadata": map[string]any{"name": "p", "annotations": map[string]any{"example.com/config": v}}, "spec": podSpecWith([]any{})}
+		}},
+	{name: "configmap-data", kind: "ConfigMap", field: "data.id_rsa",
+		build: func(v string) map[string]any {
+			return map[string]any{"apiVersion": "v1", "kind": "ConfigMap", "metadata": map[string]any{"name": "c"}, "data": map[string]any{"id_rsa": v, "other": "x"}}
+		}},
+	{name: "sandbox-cr", kind: "Sandbox", field: "spec.podTemplate.spec.containers[0].env[0].value", container: "agent", env: "KEY",
+		build: func(v string) map[string]any {
+			return map[string]any{"apiVersion": "agents.x-k8s.io/v1alpha1", "kind": "Sandbox", "metadata": map[string]any{"name": "s"}, "spec": map[string]any{"podTemplate": map[string]any{"spec": podSpecWith([]any{
+				map[string]any{"name": "agent", "image": "agent:1", "env": []any{map[string]any{"name": "KEY", "value": v}}},
+			})}}}
+		}},
+	{name: "deployment-init-container", kind: "Deployment", field: "spec.template.spec.initContainers[0].env[0].value", container: "init", env: "KEY",
+		build: func(v string) map[string]any {
+			spec := podSpecWith([]any{map[string]any{"name": "main", "image": "x"}})
+			spec["initContainers"] = []any{map[string]any{"name": "init", "image": "x", "env": []any{map[string]any{"name": "KEY", "value": v}}}}
+			return map[string]any{"apiVersion": "apps/v1", "kind": "Deployment", "metadata": map[string]any{"name": "d"}, "spec": map[string]any{"template": map[string]any{"spec": spec}}}
+		}},
+	{name: "cronjob-command", kind: "CronJob", field: "spec.jobTemplate.spec.template.spec.containers[0].command[2]", container: "job",
+		build: func(v string) map[string]any {
+			return map[string]any{"apiVersion": "batch/v1", "kind": "CronJob", "metadata": map[string]any{"name": "cj"}, "spec": map[string]any{"schedule": "* * * * *", "jobTemplate": map[string]any{"spec": map[string]any{"template": map[string]any{"spec": podSpecWith([]any{
+				map[string]any{"name": "job", "image": "x", "command": []any{"sh", "-c", v}},
+			})}}}}}
+		}},
+}
+
+func detect(t testing.TB, obj map[string]any, kind string, cfg *Config) ([]KeyFinding, error) {
+	t.Helper()
+	raw, err := json.Marshal(obj)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return DetectPrivateKeys(raw, kind, cfg)
+}
+
+// TestDetectPrivateKeysEveryFormatEncodingAndLocation is the matrix of DESIGN.md's
+// "Private keys: what counts": every format in every encoding in every location is
+// found once, with the right field, names, kind and fingerprint.
+func TestDetectPrivateKeysEveryFormatEncodingAndLocation(t *testing.T) {
+	cfg := DefaultConfig()
+	for _, k := range keyFixtures(t) {
+		for _, e := range keyEncodings {
+			if e.applies != nil && !e.applies(k) {
+				continue
+			}
+			value := e.encode(k)
+			wantKind := k.kind
+			if e.kind != nil {
+				wantKind = e.kind(k)
+			}
+			for _, loc := range keyLocations {
+				t.Run(k.name+"/"+e.name+"/"+loc.name, func(t *testing.T) {
+					findings, err := detect(t, loc.build(value), loc.kind, cfg)
+					if err != nil {
+						t.Fatalf("DetectPrivateKeys: %v", err)
+					}
+					if len(findings) != 1 {
+						t.Fatalf("want 1 finding, got %d: %v", len(findings), findings)
+					}
+					f := findings[0]
+					want := KeyFinding{Field: loc.field, Container: loc.container, Env: loc.env, Kind: wantKind, Fingerprint: k.fingerprint()}
+					f.digest = want.digest
+					if f != want {
+						t.Errorf("finding\n got %+v\nwant %+v", f, want)
+					}
+					assertNoKeyMaterial(t, k.body, fmt.Sprint(findings), KeyDenialMessage(findings))
+				})
+			}
+		}
+	}
+}
+
+// assertNoKeyMaterial fails when any output holds 8 consecutive characters of body.
+func assertNoKeyMaterial(t testing.TB, body string, outputs ...string) {
+	t.Helper()
+	for _, out := range outputs {
+		for i := 0; i+8 <= len(body); i++ {
+			if strings.Contains(out, body[i:i+8]) {
+				t.Fatalf("output holds key material %q...", body[i:i+2])
+			}
+		}
+	}
+}
+
+func TestDetectPrivateKeysAllowsPublicMaterialPlaceholdersAndReferences(t *testing.T) {
+	cfg := DefaultConfig()
+	for name, text := range publicMaterial(t) {
+		for _, e := range []string{"literal", "base64", "escaped-newlines", "yaml-folded"} {
+			var enc keyEncoding
+			for _, x := range keyEncodings {
+				if x.name == e {
+					enc = x
+				}
+			}
+			value := enc.encode(keyFixture{text: text})
+			for _, loc := range keyLocations[:1] {
+				t.Run(name+"/"+e, func(t *testing.T) {
+					findings, err := detect(t, loc.build(value), loc.kind, cfg)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if len(findings) != 0 {
+						t.Errorf("want no finding, got %v", findings)
+					}
+				})
+			}
+		}
+	}
+}
+
+func TestDetectPrivateKeysSecretKeyRefPodPasses(t *testing.T) {
+	pod := map[string]any{"apiVersion": "v1", "kind": "Pod", "metadata": map[string]any{"name": "p"}, "spec": podSpecWith([]any{
+		map[string]any{"name": "agent", "image": "agent:1", "env": []any{map[string]any{"name": "KEY", "valueFrom": map[string]any{"secretKeyRef": map[string]any{"name": "agent-key", "key": "tls.key"}}}}},
+	})}
+	findings, err := detect(t, pod, "Pod", DefaultConfig())
+	if err != nil || len(findings) != 0 {
+		t.Fatalf("got %v, %v; want nothing", findings, err)
+	}
+}
+
+func TestDetectPrivateKeysNeverScansSecrets(t *testing.T) {
+	k := keyFixtures(t)[0]
+	secret := map[string]any{"apiVersion": "v1", "kind": "Secret", "metadata": map[string]any{"name": "s"}, "stringData": map[string]any{"tls.key": k.text}}
+	findings, err := detect(t, secret, "Secret", DefaultConfig())
+	if err != nil || len(findings) != 0 {
+		t.Fatalf("got %v, %v; want nothing", findings, err)
+	}
+}
+
+func TestDetectPrivateKeysReportsPublicKeyLabelledPrivateAsMalformed(t *testing.T) {
+	keyFixtures(t)
+	for name, text := range map[string]string{
+		"pkcs1-public-as-rsa-private": string(pemEncode("RSA PRIVATE KEY", x509MarshalPKCS1Public())),
+		"spki-as-private":             string(pemEncode("PRIVATE KEY", x509MarshalPKIX())),
+	} {
+		t.Run(name, func(t *testing.T) {
+			findings, err := detect(t, keyLocations[0].build(text), "Pod", DefaultConfig())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(findings) != 1 || !findings[0].Malformed || findings[0].Kind != KindMalformedPublic || findings[0].Rejects() {
+				t.Fatalf("want one malformed, non-rejecting finding; got %+v", findings)
+			}
+		})
+	}
+}
+
+func TestDetectPrivateKeysAllowListByFingerprint(t *testing.T) {
+	fx := keyFixtures(t)
+	allowed, other := fx[0], fx[2]
+	cfg := DefaultConfig()
+	cfg.PrivateKeys.AllowedFingerprints = []string{allowed.fingerprint()}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	pod := keyLocations[0].build(allowed.text)
+	findings, err := detect(t, pod, "Pod", cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(findings) != 1 || !findings[0].Allowed || len(RejectingKeys(findings)) != 0 {
+		t.Fatalf("allowed fixture: got %+v", findings)
+	}
+	findings, err = detect(t, keyLocations[0].build(other.text), "Pod", cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(RejectingKeys(findings)) != 1 {
+		t.Fatalf("a key not on the list must still be rejected, got %+v", findings)
+	}
+}
+
+func TestDetectPrivateKeysStructuredGoogleKeyAndJWKInSpec(t *testing.T) {
+	fx := keyFixtures(t)
+	var sa, jwk keyFixture
+	for _, k := range fx {
+		switch k.name {
+		case "google-sa":
+			sa = k
+		case "jwk-ec":
+			jwk = k
+		}
+	}
+	var saObj, jwkObj map[string]any
+	if err := json.Unmarshal([]byte(sa.text), &saObj); err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal([]byte(jwk.text), &jwkObj); err != nil {
+		t.Fatal(err)
+	}
+	cr := map[string]any{"apiVersion": "agents.x-k8s.io/v1beta1", "kind": "Sandbox", "metadata": map[string]any{"name": "s"},
+		"spec": map[string]any{"credentials": map[string]any{"google": saObj, "signing": jwkObj}}}
+	findings, err := detect(t, cr, "Sandbox", DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []KeyFinding{
+		{Field: "spec.credentials.google.private_key", Kind: KindGoogleSA, Fingerprint: sa.fingerprint()},
+		{Field: "spec.credentials.signing.d", Kind: jwk.kind, Fingerprint: jwk.fingerprint()},
+	}
+	if len(findings) != len(want) {
+		t.Fatalf("got %+v", findings)
+	}
+	for i := range want {
+		findings[i].digest = want[i].digest
+		if findings[i] != want[i] {
+			t.Errorf("finding %d: got %+v want %+v", i, findings[i], want[i])
+		}
+	}
+}
+
+func TestDetectPrivateKeysDeniesObjectsOverTheBounds(t *testing.T) {
+	k := keyFixtures(t)[0]
+	cases := map[string]struct {
+		cfg   func(*Config)
+		value string
+	}{
+		"object-too-large":    {cfg: func(c *Config) { c.PrivateKeys.MaxObjectBytes = 1024 }, value: k.text},
+		"too-many-candidates": {cfg: func(c *Config) { c.PrivateKeys.MaxCandidates = 10 }, value: strings.Repeat("-----BEGIN RSA PRIVATE KEY-----\nxx\n", 20)},
+		"nested-too-deep":     {cfg: func(c *Config) { c.PrivateKeys.MaxDecodeDepth = 2 }, value: b64(b64(b64(k.text)))},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			cfg := DefaultConfig()
+			tc.cfg(cfg)
+			_, err := detect(t, keyLocations[0].build(tc.value), "Pod", cfg)
+			var limit *KeyLimitError
+			if !errors.As(err, &limit) {
+				t.Fatalf("want a *KeyLimitError, got %v", err)
+			}
+			assertNoKeyMaterial(t, k.body, err.Error())
+		})
+	}
+}
+
+func TestDetectPrivateKeysRejectsInvalidJSON(t *testing.T) {
+	if _, err := DetectPrivateKeys([]byte(`{"a": "-----BEGIN`), "Pod", DefaultConfig()); err == nil {
+		t.Fatal("want an error for truncated JSON")
+	}
+}
+
+func TestKeyDenialMessageNamesFieldKindFingerprintAndRemedy(t *testing.T) {
+	k := keyFixtures(t)[0]
+	findings, err := detect(t, keyLocations[0].build(k.text), "Pod", DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := KeyDenialMessage(RejectingKeys(findings))
+	for _, want := range []string{"spec.containers[1].env[1].value", `container "agent"`, "env SIGNING_KEY", KindRSAPKCS1, k.fingerprint(), "Secret", "secretKeyRef", "projected ServiceAccount token"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("message %q lacks %q", msg, want)
+		}
+	}
+	if !IsFingerprint(findings[0].Fingerprint) {
+		t.Errorf("fingerprint %q does not have the configured form", findings[0].Fingerprint)
+	}
+}

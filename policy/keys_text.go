@@ -1,0 +1,814 @@
+package policy
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/base64"
+	"fmt"
+	"strings"
+)
+
+// b64Class marks the bytes of both base64 alphabets.
+var b64Class = func() (t [256]bool) {
+	for c := 'A'; c <= 'Z'; c++ {
+		t[c] = true
+	}
+	for c := 'a'; c <= 'z'; c++ {
+		t[c] = true
+	}
+	for c := '0'; c <= '9'; c++ {
+		t[c] = true
+	}
+	t['+'], t['/'], t['-'], t['_'] = true, true, true, true
+	return t
+}()
+
+var (
+	trigDashes   = []byte("----")
+	trigKty      = []byte("kty")
+	trigSA       = []byte("service_account")
+	trigAgeUpper = []byte("AGE-SECRET-KEY-")
+	trigAgeLower = []byte("age-secret-key-")
+)
+
+// mayHoldKey is the cheap filter in front of everything else: it is true for any text
+// that could hold a key in one of the supported forms, and false for most text that
+// cannot.
+func mayHoldKey(b []byte) bool {
+	if bytes.Contains(b, trigDashes) || hasBase64Run(b) {
+		return true
+	}
+	if bytes.Contains(b, trigKty) || bytes.Contains(b, trigSA) {
+		return true
+	}
+	if hasFold(b, "-user-key-file-") || bytes.Contains(b, trigAgeUpper) || bytes.Contains(b, trigAgeLower) {
+		return true
+	}
+	return hasPercentEscapes(b)
+}
+
+// hasFold reports whether b contains the lowercase ASCII pattern p in any case. It keys
+// on p's first byte, which the callers choose to be rare.
+func hasFold(b []byte, p string) bool {
+	return indexFold(b, p, 0) >= 0
+}
+
+func indexFold(b []byte, p string, from int) int {
+	c0 := p[0]
+	for i := from; i+len(p) <= len(b); {
+		j := bytes.IndexByte(b[i:len(b)-len(p)+1], c0)
+		if c0 >= 'a' && c0 <= 'z' {
+			if k := bytes.IndexByte(b[i:len(b)-len(p)+1], c0-32); k >= 0 && (j < 0 || k < j) {
+				j = k
+			}
+		}
+		if j < 0 {
+			return -1
+		}
+		i += j
+		if equalFold(b[i:i+len(p)], p) {
+			return i
+		}
+		i++
+	}
+	return -1
+}
+
+func equalFold(b []byte, lower string) bool {
+	for k := 0; k < len(lower); k++ {
+		c := b[k]
+		if c >= 'A' && c <= 'Z' {
+			c += 32
+		}
+		if c != lower[k] {
+			return false
+		}
+	}
+	return true
+}
+
+// hasBase64Run reports a run of at least minBase64Run base64 characters that is not
+// plain hex (digests are). It looks at about one byte in minBase64Run/avg-word-length.
+func hasBase64Run(b []byte) bool {
+	const L = minBase64Run
+	i := L - 1
+	for i < len(b) {
+		if !b64Class[b[i]] {
+			i += L
+			continue
+		}
+		j := i - 1
+		lo := i - L + 1
+		for j >= lo && b64Class[b[j]] {
+			j--
+		}
+		if j >= lo {
+			i = j + L
+			continue
+		}
+		// b[lo..i] is a run of L; extend and check it is not only hex.
+		end := i + 1
+		for end < len(b) && b64Class[b[end]] {
+			end++
+		}
+		start := lo
+		for start > 0 && b64Class[b[start-1]] {
+			start--
+		}
+		if !isHex(b[start:end]) {
+			return true
+		}
+		i = end + L
+	}
+	return false
+}
+
+func isHex(b []byte) bool {
+	for _, c := range b {
+		if _, ok := hexVal(c); !ok && c != '-' {
+			return false
+		}
+	}
+	return true
+}
+
+// hasPercentEscapes reports at least three %XX escapes of characters that appear in
+// keys' text forms.
+func hasPercentEscapes(b []byte) bool {
+	n := 0
+	for i := 0; ; {
+		j := bytes.IndexByte(b[i:], '%')
+		if j < 0 || i+j+2 >= len(b) {
+			return false
+		}
+		i += j + 1
+		if _, ok := hexVal(b[i]); ok {
+			if _, ok := hexVal(b[i+1]); ok {
+				n++
+				if n >= 3 {
+					return true
+				}
+			}
+		}
+	}
+}
+
+// scanText looks for keys in one decoded text value at the given decode depth.
+func (s *keyScanner) scanText(text []byte, depth int) error {
+	if depth > s.maxDepth {
+		if mayHoldKey(text) {
+			return s.limit(fmt.Sprintf("encodings nested deeper than %d levels (privateKeys.maxDecodeDepth)", s.maxDepth))
+		}
+		return nil
+	}
+	if err := s.candidate(); err != nil {
+		return err
+	}
+	start := len(s.findings)
+
+	if t := bytes.TrimSpace(text); len(t) > 1 && (t[0] == '{' || t[0] == '[') {
+		if ok, err := s.scanJSONText(t, depth); err != nil || ok {
+			return err
+		}
+	}
+	if bytes.Contains(text, trigKty) {
+		// A JWK inside other text: walk each JSON object that starts in it.
+		if err := s.scanEmbeddedJSON(text, depth); err != nil {
+			return err
+		}
+	}
+
+	masked, err := s.scanPEM(text, depth)
+	if err != nil {
+		return err
+	}
+	if err := s.scanPuTTY(text); err != nil {
+		return err
+	}
+	s.scanAge(text)
+	if err := s.scanBase64(text, masked, depth); err != nil {
+		return err
+	}
+	if hasPercentEscapes(text) {
+		if dec, ok := percentDecode(text); ok {
+			if err := s.scanText(dec, depth+1); err != nil {
+				return err
+			}
+		}
+	}
+	// A Google service-account key file in a form other than JSON (YAML, or JSON that
+	// does not parse once escaped) still names its type.
+	if len(s.findings) > start && bytes.Contains(text, trigSA) && bytes.Contains(text, []byte("private_key")) {
+		for i := start; i < len(s.findings); i++ {
+			if f := &s.findings[i]; !f.Malformed && strings.Contains(f.Kind, "PKCS#") {
+				f.Kind = KindGoogleSA
+			}
+		}
+	}
+	return nil
+}
+
+// scanJSONText walks text that is itself a JSON document (a service-account key file, a
+// JWK, a kubeconfig in JSON); findings keep the field of the string that held it.
+func (s *keyScanner) scanJSONText(t []byte, depth int) (bool, error) {
+	if s.nested == 0 {
+		s.field = s.currentField()
+	}
+	s.nested++
+	defer func() { s.nested-- }()
+	mark := len(s.findings)
+	w := jsonWalker{s: s, b: t, depth: depth + 1}
+	i, err := w.value(0, 0)
+	if err == nil && w.skipSpace(i) == len(t) {
+		return true, nil
+	}
+	if _, limited := err.(*KeyLimitError); limited {
+		return false, err
+	}
+	// Not JSON after all: drop partial results and scan it as text.
+	s.findings = s.findings[:mark]
+	return false, nil
+}
+
+// scanEmbeddedJSON walks the JSON objects that start inside text (a few of them: a
+// JWK after a comment line, or after bytes of misaligned base64).
+func (s *keyScanner) scanEmbeddedJSON(text []byte, depth int) error {
+	for tries, from := 0, 0; tries < 8; tries++ {
+		k := bytes.IndexByte(text[from:], '{')
+		if k < 0 {
+			return nil
+		}
+		p := from + k
+		if p == 0 {
+			from = 1
+			continue
+		}
+		if err := s.candidate(); err != nil {
+			return err
+		}
+		if s.nested == 0 {
+			s.field = s.currentField()
+		}
+		s.nested++
+		mark := len(s.findings)
+		w := jsonWalker{s: s, b: text[p:], depth: depth + 1}
+		end, err := w.value(0, 0)
+		s.nested--
+		if _, limited := err.(*KeyLimitError); limited {
+			return err
+		}
+		if err != nil {
+			s.findings = s.findings[:mark]
+			from = p + 1
+			continue
+		}
+		from = p + end
+	}
+	return nil
+}
+
+// pemMarker is a "-----BEGIN LABEL-----" or "-----END LABEL-----" line.
+type pemMarker struct {
+	begin      bool
+	start, end int    // the whole marker
+	label      string // normalised: upper case, words separated by one space
+}
+
+const maxLabelLen = 80
+
+// findMarkers lists the PEM-style markers of text in order, in one pass.
+func findMarkers(text []byte) []pemMarker {
+	var out []pemMarker
+	for i := 0; ; {
+		j := bytes.Index(text[i:], trigDashes)
+		if j < 0 {
+			return out
+		}
+		p := i + j
+		q := p
+		for q < len(text) && text[q] == '-' {
+			q++
+		}
+		i = q
+		r := q
+		for r < len(text) && (text[r] == ' ' || text[r] == '+') {
+			r++
+		}
+		var begin bool
+		switch {
+		case r+5 <= len(text) && equalFold(text[r:r+5], "begin"):
+			begin, r = true, r+5
+		case r+3 <= len(text) && equalFold(text[r:r+3], "end"):
+			r += 3
+		default:
+			continue
+		}
+		// The label runs to the next "----" within maxLabelLen.
+		limit := min(len(text), r+maxLabelLen)
+		k := bytes.Index(text[r:limit], trigDashes)
+		if k < 0 {
+			continue
+		}
+		label := normaliseLabel(text[r : r+k])
+		e := r + k
+		for e < len(text) && text[e] == '-' {
+			e++
+		}
+		out = append(out, pemMarker{begin: begin, start: p, end: e, label: label})
+		i = e
+	}
+}
+
+func normaliseLabel(b []byte) string {
+	var sb strings.Builder
+	space := false
+	for _, c := range b {
+		switch {
+		case c >= 'a' && c <= 'z':
+			c -= 32
+			fallthrough
+		case c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '#':
+			if space && sb.Len() > 0 {
+				sb.WriteByte(' ')
+			}
+			space = false
+			sb.WriteByte(c)
+		default:
+			space = true
+		}
+	}
+	return sb.String()
+}
+
+// scanPEM finds the PEM-style blocks of text, examines those whose label says private
+// key, and returns the ranges of all blocks so that the base64 scan skips them.
+func (s *keyScanner) scanPEM(text []byte, depth int) ([][2]int, error) {
+	if !bytes.Contains(text, trigDashes) {
+		return nil, nil
+	}
+	markers := findMarkers(text)
+	var masked [][2]int
+	for i := 0; i < len(markers); i++ {
+		m := markers[i]
+		if !m.begin {
+			continue
+		}
+		if err := s.candidate(); err != nil {
+			return nil, err
+		}
+		if i+1 >= len(markers) || markers[i+1].begin {
+			continue // no END before the next BEGIN: truncated, not a key
+		}
+		end := markers[i+1]
+		i++
+		masked = append(masked, [2]int{m.start, end.end})
+		body := text[m.end:end.start]
+		s.examineBlock(m.label, body)
+	}
+	return masked, nil
+}
+
+func (s *keyScanner) examineBlock(label string, body []byte) {
+	switch {
+	case label == "PGP PRIVATE KEY BLOCK":
+		s.examinePGP(body)
+	case strings.HasPrefix(label, "OPENVPN STATIC KEY"):
+		s.examineOpenVPN(body)
+	case label == "SSH2 ENCRYPTED PRIVATE KEY" || label == "SSH2 PRIVATE KEY":
+		s.examineSSH2(body)
+	case strings.HasSuffix(label, "PRIVATE KEY"):
+		s.examinePrivatePEM(label, body)
+	}
+}
+
+// examinePrivatePEM handles every "... PRIVATE KEY" block.
+func (s *keyScanner) examinePrivatePEM(label string, body []byte) {
+	if indexFold(body, "proc-type:", 0) >= 0 {
+		s.examineLegacyEncrypted(label, body)
+		return
+	}
+	if bytes.IndexByte(body, ':') >= 0 {
+		// Headers a block of this label should not have: try the payload after them.
+		body = afterHeaders(body)
+	}
+	der, ok := cleanBase64(body)
+	if !ok {
+		return
+	}
+	r := classifyKeyBytes(der)
+	switch {
+	case r.kind != "":
+		s.add(r.kind, sha256.Sum256(der), false)
+	case r.public:
+		s.add(KindMalformedPublic, sha256.Sum256(der), true)
+	}
+}
+
+// afterHeaders drops RFC 1421-style header lines ("Name: value") before a payload.
+func afterHeaders(body []byte) []byte {
+	lines := splitLines(body)
+	last := -1
+	for i, l := range lines {
+		if bytes.IndexByte(l, ':') >= 0 {
+			last = i
+		}
+	}
+	if last < 0 || last == len(lines)-1 {
+		return body
+	}
+	var out []byte
+	for _, l := range lines[last+1:] {
+		out = append(out, l...)
+		out = append(out, '\n')
+	}
+	return out
+}
+
+// splitLines splits on real newlines and on escaped ones (\n, \\n, \r).
+func splitLines(b []byte) [][]byte {
+	var lines [][]byte
+	start := 0
+	for i := 0; i < len(b); i++ {
+		c := b[i]
+		if c == '\n' || c == '\r' {
+			lines = append(lines, b[start:i])
+			start = i + 1
+			continue
+		}
+		if c == '\\' {
+			j := i
+			for j < len(b) && b[j] == '\\' {
+				j++
+			}
+			if j < len(b) && (b[j] == 'n' || b[j] == 'r') {
+				lines = append(lines, b[start:i])
+				i = j
+				start = j + 1
+			}
+		}
+	}
+	return append(lines, b[start:])
+}
+
+// cleanBase64 decodes a block body: base64 in either alphabet, with any line breaks,
+// escaped line breaks, spaces or padding. Anything else means the body is not a key.
+func cleanBase64(body []byte) ([]byte, bool) {
+	buf := make([]byte, 0, len(body))
+	url, std := false, false
+	for i := 0; i < len(body); i++ {
+		c := body[i]
+		switch {
+		case c == '-' || c == '_':
+			url = true
+			buf = append(buf, c)
+		case c == '+' || c == '/':
+			std = true
+			buf = append(buf, c)
+		case b64Class[c]:
+			buf = append(buf, c)
+		case c == '=' || c == ' ' || c == '\n' || c == '\r' || c == '\t':
+		case c == '\\':
+			for i+1 < len(body) && body[i+1] == '\\' {
+				i++
+			}
+			if i+1 < len(body) && (body[i+1] == 'n' || body[i+1] == 'r' || body[i+1] == 't') {
+				i++
+			}
+		default:
+			return nil, false
+		}
+	}
+	if url && std || len(buf) < 16 {
+		return nil, false
+	}
+	return decodeBase64Loose(buf, url)
+}
+
+// decodeBase64Loose decodes unpadded base64 (padding already removed).
+func decodeBase64Loose(buf []byte, url bool) ([]byte, bool) {
+	if len(buf)%4 == 1 {
+		return nil, false
+	}
+	enc := base64.RawStdEncoding
+	if url {
+		enc = base64.RawURLEncoding
+	}
+	out := make([]byte, enc.DecodedLen(len(buf)))
+	n, err := enc.Decode(out, buf)
+	if err != nil {
+		return nil, false
+	}
+	return out[:n], true
+}
+
+// examineLegacyEncrypted handles "Proc-Type: 4,ENCRYPTED" blocks: the payload is
+// ciphertext, so its structure is the cipher's: whole blocks after a DEK-Info header.
+func (s *keyScanner) examineLegacyEncrypted(label string, body []byte) {
+	if indexFold(body, "encrypted", 0) < 0 {
+		return
+	}
+	k := indexFold(body, "dek-info:", 0)
+	if k < 0 {
+		return
+	}
+	i := k + len("dek-info:")
+	for i < len(body) && (body[i] == ' ' || body[i] == '+') {
+		i++
+	}
+	// cipher name, a comma, the IV in hex
+	j := i
+	for j < len(body) && body[j] != ',' && j-i < 40 {
+		j++
+	}
+	if j >= len(body) || body[j] != ',' {
+		return
+	}
+	ivLen := 16 // DES and DES-EDE3 use 8-byte IVs, AES 16-byte ones
+	if indexFold(body[i:j], "aes", 0) >= 0 {
+		ivLen = 32
+	}
+	j++
+	if j+ivLen > len(body) {
+		return
+	}
+	for _, c := range body[j : j+ivLen] {
+		if _, ok := hexVal(c); !ok {
+			return
+		}
+	}
+	j += ivLen
+	ct, ok := cleanBase64(body[j:])
+	if !ok || len(ct) < 32 || len(ct)%8 != 0 {
+		return
+	}
+	kind := KindLegacyEncrypted
+	if alg, _, ok := strings.Cut(label, " "); ok && (alg == "RSA" || alg == "EC" || alg == "DSA") {
+		kind = "encrypted " + alg + " private key (legacy PEM, Proc-Type 4,ENCRYPTED)"
+	}
+	s.add(kind, sha256.Sum256(ct), false)
+}
+
+// examineSSH2 handles the SSH.com format, whose payload starts with a fixed magic
+// number (base64 "P2/56w") after free-form headers.
+func (s *keyScanner) examineSSH2(body []byte) {
+	k := bytes.Index(body, []byte("P2/56w"))
+	if k < 0 {
+		return
+	}
+	b, ok := cleanBase64(body[k:])
+	if !ok || len(b) < 16 {
+		return
+	}
+	if !(b[0] == 0x3f && b[1] == 0x6f && b[2] == 0xf9 && b[3] == 0xeb) {
+		return
+	}
+	n := int(b[4])<<24 | int(b[5])<<16 | int(b[6])<<8 | int(b[7])
+	if n < 16 || n > len(b)+4 {
+		return
+	}
+	s.add(KindSSH2, sha256.Sum256(b), false)
+}
+
+// examineOpenVPN handles an OpenVPN static key: 2048 bits in hex.
+func (s *keyScanner) examineOpenVPN(body []byte) {
+	key := make([]byte, 0, 256)
+	var hi byte
+	half := false
+	for _, line := range splitLines(body) {
+		line = bytes.TrimSpace(line)
+		if len(line) == 0 || line[0] == '#' {
+			continue
+		}
+		for _, c := range line {
+			if c == ' ' || c == '\t' {
+				continue
+			}
+			v, ok := hexVal(c)
+			if !ok {
+				return
+			}
+			if half {
+				key = append(key, hi<<4|v)
+			} else {
+				hi = v
+			}
+			half = !half
+		}
+	}
+	if half || len(key) != 256 {
+		return
+	}
+	s.add(KindOpenVPNStatic, sha256.Sum256(key), false)
+}
+
+// examinePGP handles an armored PGP private key: headers, a blank line, base64 and a
+// "=XXXX" checksum line.
+func (s *keyScanner) examinePGP(body []byte) {
+	lines := splitLines(body)
+	var payload [][]byte
+	// Line-structured armor: everything after the last header line.
+	last := -1
+	for i, l := range lines {
+		if bytes.IndexByte(l, ':') >= 0 {
+			last = i
+		}
+	}
+	if len(lines) > 2 {
+		payload = lines[last+1:]
+	} else {
+		// One line (folded or without separators): the payload is the run of
+		// space-separated tokens after the headers.
+		line := bytes.Join(lines, []byte(" "))
+		if last >= 0 {
+			if c := bytes.LastIndexByte(line, ':'); c >= 0 {
+				line = line[c+1:]
+			}
+		}
+		payload = bytes.Fields(line)
+	}
+	var b64 []byte
+	for _, l := range payload {
+		l = bytes.TrimSpace(l)
+		if len(l) == 5 && l[0] == '=' {
+			continue // checksum
+		}
+		b64 = append(b64, l...)
+	}
+	// Checksum glued to the payload.
+	if n := len(b64); n > 5 && b64[n-5] == '=' && b64[n-4] != '=' {
+		b64 = b64[:n-5]
+	}
+	b64 = bytes.TrimRight(b64, "=")
+	// Header values in a one-line armor: try the payload from each token boundary.
+	for try := 0; try < 8 && len(b64) >= 16; try++ {
+		if data, ok := cleanBase64(b64); ok {
+			switch pgpPacket(data) {
+			case pgpSecret:
+				s.add(KindPGP, sha256.Sum256(data), false)
+				return
+			case pgpPublic:
+				s.add(KindMalformedPublic, sha256.Sum256(data), true)
+				return
+			}
+		}
+		k := bytes.IndexFunc(b64[1:], func(r rune) bool { return r == 'l' || r == 'n' || r == 'x' })
+		if k < 0 {
+			return
+		}
+		b64 = b64[k+1:]
+	}
+}
+
+// scanPuTTY handles PuTTY key files: "PuTTY-User-Key-File-N: alg", headers, the public
+// lines, then "Private-Lines: N", the private blob and "Private-MAC:".
+func (s *keyScanner) scanPuTTY(text []byte) error {
+	for from := 0; ; {
+		k := indexFold(text, "putty-user-key-file-", from)
+		if k < 0 {
+			return nil
+		}
+		from = k + 1
+		if err := s.candidate(); err != nil {
+			return err
+		}
+		rest := text[k:]
+		p := indexFold(rest, "private-lines:", 0)
+		if p < 0 {
+			continue
+		}
+		q := p + len("private-lines:")
+		for q < len(rest) && (rest[q] == ' ' || rest[q] == '+') {
+			q++
+		}
+		for q < len(rest) && rest[q] >= '0' && rest[q] <= '9' {
+			q++
+		}
+		macAt := indexFold(rest[q:], "private-mac:", 0)
+		if h := indexFold(rest[q:], "private-hash:", 0); macAt < 0 || h >= 0 && h < macAt {
+			macAt = h
+		}
+		if macAt < 0 {
+			continue
+		}
+		blob, ok := cleanBase64(rest[q : q+macAt])
+		if !ok || len(blob) < 16 {
+			continue
+		}
+		header := rest[:p]
+		encrypted := false
+		if e := indexFold(header, "encryption:", 0); e >= 0 {
+			v := bytes.TrimLeft(header[e+len("encryption:"):], " +")
+			encrypted = !(len(v) >= 4 && equalFold(v[:4], "none"))
+		}
+		if encrypted {
+			if len(blob)%16 != 0 {
+				continue
+			}
+			s.add(KindPuTTYEncrypted, sha256.Sum256(blob), false)
+			continue
+		}
+		n := int(blob[0])<<24 | int(blob[1])<<16 | int(blob[2])<<8 | int(blob[3])
+		if n == 0 || n > len(blob)-4 {
+			continue
+		}
+		s.add(KindPuTTY, sha256.Sum256(blob), false)
+	}
+}
+
+// scanAge handles age identities: "AGE-SECRET-KEY-1" and a Bech32 payload with a valid
+// checksum (a placeholder fails it).
+func (s *keyScanner) scanAge(text []byte) {
+	for _, trig := range [][]byte{trigAgeUpper, trigAgeLower} {
+		for from := 0; ; {
+			k := bytes.Index(text[from:], trig)
+			if k < 0 {
+				break
+			}
+			k += from
+			e := k
+			for e < len(text) && (b64Class[text[e]] && text[e] != '+' && text[e] != '/' && text[e] != '_') {
+				e++
+			}
+			from = e
+			if data, ok := bech32Decode(text[k:e]); ok && len(data) >= 16 {
+				s.add(KindAge, sha256.Sum256(data), false)
+			}
+		}
+	}
+}
+
+const bech32Charset = "qpzry9x8gf2tvdw0s3jn54khce6mua7l"
+
+// bech32Decode verifies a Bech32 or Bech32m string and returns its payload in bytes.
+func bech32Decode(tok []byte) ([]byte, bool) {
+	sep := bytes.LastIndexByte(tok, '1')
+	if sep < 1 || len(tok)-sep-1 < 7 {
+		return nil, false
+	}
+	lower := bytes.ToLower(tok)
+	if !bytes.Equal(lower, tok) && !bytes.Equal(bytes.ToUpper(tok), tok) {
+		return nil, false
+	}
+	hrp, data := lower[:sep], lower[sep+1:]
+	vals := make([]byte, len(data))
+	for i, c := range data {
+		k := strings.IndexByte(bech32Charset, c)
+		if k < 0 {
+			return nil, false
+		}
+		vals[i] = byte(k)
+	}
+	chk := uint32(1)
+	poly := func(v byte) {
+		gen := [5]uint32{0x3b6a57b2, 0x26508e6d, 0x1ea119fa, 0x3d4233dd, 0x2a1462b3}
+		b := chk >> 25
+		chk = (chk&0x1ffffff)<<5 ^ uint32(v)
+		for i := 0; i < 5; i++ {
+			if (b>>i)&1 == 1 {
+				chk ^= gen[i]
+			}
+		}
+	}
+	for _, c := range hrp {
+		poly(c >> 5)
+	}
+	poly(0)
+	for _, c := range hrp {
+		poly(c & 31)
+	}
+	for _, v := range vals {
+		poly(v)
+	}
+	if chk != 1 && chk != 0x2bc830a3 {
+		return nil, false
+	}
+	var out []byte
+	acc, bits := uint32(0), 0
+	for _, v := range vals[:len(vals)-6] {
+		acc = acc<<5 | uint32(v)
+		bits += 5
+		if bits >= 8 {
+			bits -= 8
+			out = append(out, byte(acc>>bits))
+		}
+	}
+	return out, true
+}
+
+// percentDecode decodes %XX escapes, keeping '+' (it is a base64 character).
+func percentDecode(b []byte) ([]byte, bool) {
+	out := make([]byte, 0, len(b))
+	for i := 0; i < len(b); i++ {
+		if b[i] == '%' && i+2 < len(b) {
+			h, ok1 := hexVal(b[i+1])
+			l, ok2 := hexVal(b[i+2])
+			if ok1 && ok2 {
+				out = append(out, h<<4|l)
+				i += 2
+				continue
+			}
+		}
+		out = append(out, b[i])
+	}
+	return out, len(out) < len(b)
+}
