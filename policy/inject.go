@@ -126,6 +126,15 @@ func (j *injector) run() InjectionDecision {
 	}
 
 	j.volume(pod.Spec.Volumes)
+	if pod.Spec.ServiceAccountName == "" {
+		// A token projection needs a ServiceAccount. The API server's ServiceAccount
+		// admission plugin normally sets it first; without that plugin, set the same.
+		sa := pod.Spec.DeprecatedServiceAccount
+		if sa == "" {
+			sa = "default"
+		}
+		j.add("/spec/serviceAccountName", sa)
+	}
 	var mounted []string
 	for i := range pod.Spec.InitContainers {
 		c := &pod.Spec.InitContainers[i]

@@ -1,17 +1,228 @@
 package webhook
 
 import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus"
+	admissionv1 "k8s.io/api/admission/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/selection"
+	toolscache "k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/sandbox-webhook/sandbox-webhook/policy"
 )
 
+// SandboxPodInjector is the mutating admission handler for sandbox pods: it looks up
+// the pod's Namespace and the namespace's inference credentials and lets policy.Inject
+// decide.
+type SandboxPodInjector struct {
+	cfg *policy.Config
+	// reader is the manager's cache: Namespaces, and only the labelled Secrets.
+	reader  client.Reader
+	metrics *injectionMetrics
+}
+
+// NewSandboxPodInjector returns the handler. reader must answer from a cache.
+func NewSandboxPodInjector(cfg *policy.Config, reader client.Reader, reg prometheus.Registerer) (*SandboxPodInjector, error) {
+	m, err := newInjectionMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
+	return &SandboxPodInjector{cfg: cfg, reader: reader, metrics: m}, nil
+}
+
 func installPodMutation(mgr manager.Manager, cfg *policy.Config) error {
+	// Register the informers now so that they start and sync with the manager instead
+	// of on the first admission request.
+	for _, obj := range []client.Object{&corev1.Namespace{}, &corev1.Secret{}} {
+		if _, err := mgr.GetCache().GetInformer(context.Background(), obj, cache.BlockUntilSynced(false)); err != nil {
+			return fmt.Errorf("watching %T: %w", obj, err)
+		}
+	}
+	h, err := NewSandboxPodInjector(cfg, mgr.GetCache(), metrics.Registry)
+	if err != nil {
+		return err
+	}
+	mgr.GetWebhookServer().Register(PathMutatePods, &admission.Webhook{Handler: h})
 	return nil
 }
 
+// podMutationCacheByObject keeps only Secrets with the inference-provider label in the
+// cache, without managed fields or annotations (kubectl's last-applied annotation would
+// hold a second copy of the data).
 func podMutationCacheByObject(cfg *policy.Config) map[client.Object]cache.ByObject {
-	return nil
+	return map[client.Object]cache.ByObject{
+		&corev1.Secret{}: {
+			Label:     credentialSelector(cfg),
+			Transform: stripSecretMetadata,
+		},
+	}
+}
+
+func credentialSelector(cfg *policy.Config) labels.Selector {
+	req, err := labels.NewRequirement(cfg.Inference.ProviderLabel, selection.Exists, nil)
+	if err != nil { // the label key is validated with the config
+		return labels.Nothing()
+	}
+	return labels.NewSelector().Add(*req)
+}
+
+func stripSecretMetadata(obj any) (any, error) {
+	if s, ok := obj.(*corev1.Secret); ok {
+		s.ManagedFields = nil
+		s.Annotations = nil
+	}
+	return obj, nil
+}
+
+var _ toolscache.TransformFunc = stripSecretMetadata
+
+// Handle decides the injection for one pod CREATE.
+func (h *SandboxPodInjector) Handle(ctx context.Context, req admission.Request) admission.Response {
+	if req.Operation != admissionv1.Create || req.Kind.Kind != "Pod" || req.SubResource != "" {
+		return h.done("ignored", admission.Allowed(""))
+	}
+	pod := &corev1.Pod{}
+	if err := json.Unmarshal(req.Object.Raw, pod); err != nil {
+		return h.done("error", admission.Errored(http.StatusBadRequest, fmt.Errorf("decoding the pod: %w", err)))
+	}
+	if !policy.IsSandboxPod(pod, h.cfg) {
+		return h.done(string(policy.OutcomeNotSandbox), admission.Allowed(""))
+	}
+	nsName := req.Namespace
+	if nsName == "" {
+		nsName = pod.Namespace
+	}
+	if h.cfg.IsExcludedNamespace(nsName) {
+		return h.done(string(policy.OutcomeNotTenant), admission.Allowed(""))
+	}
+	ns, err := h.namespace(ctx, nsName)
+	if err != nil {
+		return h.done("error", admission.Errored(http.StatusServiceUnavailable, err))
+	}
+	if ns == nil || !policy.IsInjectedNamespace(nsName, ns, h.cfg) {
+		return h.done(string(policy.OutcomeNotTenant), admission.Allowed(""))
+	}
+
+	d := policy.Inject(policy.InjectionInput{
+		Pod:             pod,
+		Namespace:       nsName,
+		NamespaceObject: ns,
+		Credential:      h.credential(ctx, nsName),
+	}, h.cfg)
+
+	var resp admission.Response
+	switch {
+	case d.Outcome == policy.OutcomeDenied:
+		resp = admission.Denied(d.Denial)
+	case len(d.Patch) > 0:
+		resp = admission.Response{Patches: d.Patch, AdmissionResponse: admissionv1.AdmissionResponse{Allowed: true}}
+	default:
+		resp = admission.Allowed("")
+	}
+	resp.Warnings = d.Warnings
+	resp.AuditAnnotations = d.AuditAnnotations
+	return h.done(string(d.Outcome), resp)
+}
+
+// namespace reads the pod's Namespace from the cache; nil when it does not exist.
+func (h *SandboxPodInjector) namespace(ctx context.Context, name string) (*corev1.Namespace, error) {
+	ctx, cancel := context.WithTimeout(ctx, h.cfg.Inference.LookupTimeout.Duration)
+	defer cancel()
+	ns := &corev1.Namespace{}
+	err := h.reader.Get(ctx, client.ObjectKey{Name: name}, ns, client.UnsafeDisableDeepCopy)
+	if apierrors.IsNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading namespace %s: %w", name, err)
+	}
+	return ns, nil
+}
+
+// credential classifies the namespace's labelled Secrets. A lookup that cannot be
+// answered in time counts as "no usable credential": inference is optional and must
+// never block a sandbox.
+func (h *SandboxPodInjector) credential(ctx context.Context, ns string) policy.InferenceCredential {
+	ctx, cancel := context.WithTimeout(ctx, h.cfg.Inference.LookupTimeout.Duration)
+	defer cancel()
+	var secrets corev1.SecretList
+	err := h.reader.List(ctx, &secrets, client.InNamespace(ns), client.HasLabels{h.cfg.Inference.ProviderLabel}, client.UnsafeDisableDeepCopy)
+	if err != nil {
+		why := "the lookup failed"
+		if errors.Is(err, context.DeadlineExceeded) || errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			why = fmt.Sprintf("no answer within %s", h.cfg.Inference.LookupTimeout.Duration)
+		}
+		h.metrics.lookupFailures.Inc()
+		return policy.InferenceCredentialUnavailable(why)
+	}
+	c := policy.ClassifyInferenceCredentials(secrets.Items, h.cfg)
+	h.metrics.credentials.WithLabelValues(string(c.State)).Inc()
+	return c
+}
+
+func (h *SandboxPodInjector) done(outcome string, resp admission.Response) admission.Response {
+	h.metrics.requests.WithLabelValues(outcome).Inc()
+	return resp
+}
+
+// injectionMetrics are the Prometheus counters of the handler.
+type injectionMetrics struct {
+	requests       *prometheus.CounterVec
+	credentials    *prometheus.CounterVec
+	lookupFailures prometheus.Counter
+}
+
+func newInjectionMetrics(reg prometheus.Registerer) (*injectionMetrics, error) {
+	m := &injectionMetrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sandbox_webhook_pod_injections_total",
+			Help: "Pod admission requests of the mutating webhook by outcome: injected, unchanged, not-sandbox, not-tenant, denied, ignored, error.",
+		}, []string{"outcome"}),
+		credentials: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sandbox_webhook_inference_credentials_total",
+			Help: "Inference credential lookups by the state found: usable, none, unknown-type, empty, incompatible, unparsable.",
+		}, []string{"state"}),
+		lookupFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sandbox_webhook_inference_credential_lookup_failures_total",
+			Help: "Inference credential lookups that could not be answered in time; the pod got the flag \"false\".",
+		}),
+	}
+	var err error
+	if m.requests, err = register(reg, m.requests); err != nil {
+		return nil, err
+	}
+	if m.credentials, err = register(reg, m.credentials); err != nil {
+		return nil, err
+	}
+	if m.lookupFailures, err = register(reg, m.lookupFailures); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// register registers c, or returns the collector already registered under its name
+// (a second manager in the same process).
+func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error) {
+	if err := reg.Register(c); err != nil {
+		var already prometheus.AlreadyRegisteredError
+		if errors.As(err, &already) {
+			if existing, ok := already.ExistingCollector.(C); ok {
+				return existing, nil
+			}
+		}
+		return c, fmt.Errorf("registering metrics: %w", err)
+	}
+	return c, nil
 }
