@@ -1,11 +1,116 @@
 package webhook
 
 import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+
+	admissionv1 "k8s.io/api/admission/v1"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/sandbox-webhook/sandbox-webhook/policy"
 )
 
+// AuditKeyFindings is the audit annotation (under the webhook's name) that lists the
+// private keys a request carried: field, kind and fingerprint, never the key.
+const AuditKeyFindings = "private-key-findings"
+
 func installKeyValidation(mgr manager.Manager, cfg *policy.Config) error {
+	recoverPanic := true
+	mgr.GetWebhookServer().Register(PathValidatePrivateKeys, &admission.Webhook{
+		Handler:      &KeyValidator{Config: cfg},
+		RecoverPanic: &recoverPanic,
+	})
 	return nil
+}
+
+// KeyValidator denies objects whose spec embeds a raw private key: Pods (including the
+// ephemeralcontainers subresource), Sandbox CRs, workloads and ConfigMaps. Secrets are
+// always allowed: a Secret is where a key belongs.
+type KeyValidator struct {
+	Config *policy.Config
+}
+
+// Handle implements admission.Handler.
+func (v *KeyValidator) Handle(_ context.Context, req admission.Request) admission.Response {
+	if req.Operation != admissionv1.Create && req.Operation != admissionv1.Update {
+		return admission.Allowed("")
+	}
+	kind := req.Kind.Kind
+	if kind == "Secret" || len(req.Object.Raw) == 0 {
+		return admission.Allowed("")
+	}
+	resource := req.Resource.Resource
+	if req.SubResource != "" {
+		resource += "/" + req.SubResource
+	}
+	findings, err := policy.DetectPrivateKeys(req.Object.Raw, kind, v.Config)
+	if err != nil {
+		var limit *policy.KeyLimitError
+		if errors.As(err, &limit) {
+			keyRejections.WithLabelValues(kindUninspected, resource).Inc()
+			resp := admission.Denied(limit.Error() + "; it is denied rather than admitted uninspected. Move large or encoded data into a Secret or a volume.")
+			resp.AuditAnnotations = map[string]string{AuditKeyFindings: "uninspected: " + limit.Reason}
+			return resp
+		}
+		return admission.Errored(http.StatusBadRequest, fmt.Errorf("reading the %s: %w", kind, err))
+	}
+	if len(findings) == 0 {
+		return admission.Allowed("")
+	}
+
+	// An update may keep a key the object already held (say, to remove a finalizer from
+	// an object created before this webhook); it may not add one.
+	var existing map[string]bool
+	if req.Operation == admissionv1.Update && len(req.OldObject.Raw) > 0 {
+		if old, err := policy.DetectPrivateKeys(req.OldObject.Raw, kind, v.Config); err == nil {
+			existing = map[string]bool{}
+			for _, f := range old {
+				existing[f.Fingerprint] = true
+			}
+		}
+	}
+	var rejecting []policy.KeyFinding
+	var warnings []string
+	for _, f := range findings {
+		switch {
+		case f.Malformed:
+			warnings = append(warnings, fmt.Sprintf("%s: a block labelled as a private key holds public key material; it is allowed, but check what was meant", f.Field))
+		case f.Allowed:
+			warnings = append(warnings, fmt.Sprintf("%s: %s %s is allowed by privateKeys.allowedFingerprints", f.Field, f.Kind, f.Fingerprint))
+		case existing[f.Fingerprint]:
+			warnings = append(warnings, fmt.Sprintf("%s: the object already held this private key (%s, %s); move it to a Secret", f.Field, f.Kind, f.Fingerprint))
+		default:
+			rejecting = append(rejecting, f)
+		}
+	}
+	audit := map[string]string{AuditKeyFindings: auditValue(findings)}
+	if len(rejecting) == 0 {
+		resp := admission.Allowed("").WithWarnings(warnings...)
+		resp.AuditAnnotations = audit
+		return resp
+	}
+	for _, f := range rejecting {
+		keyRejections.WithLabelValues(f.Kind, resource).Inc()
+	}
+	resp := admission.Denied(policy.KeyDenialMessage(rejecting)).WithWarnings(warnings...)
+	resp.AuditAnnotations = audit
+	return resp
+}
+
+// auditValue is the findings as compact JSON.
+func auditValue(findings []policy.KeyFinding) string {
+	b, err := json.Marshal(findings)
+	if err != nil {
+		var parts []string
+		for _, f := range findings {
+			parts = append(parts, f.String())
+		}
+		return strings.Join(parts, "; ")
+	}
+	return string(b)
 }
