@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -96,6 +97,7 @@ const (
 	minKeyValueLen        = 24
 	minBase64Run          = 64
 	maxNameInFindingBytes = 63
+	maxTriggers           = 1 << 16
 )
 
 // DetectPrivateKeys scans the JSON of one Kubernetes object (as an admission request
@@ -112,10 +114,16 @@ func DetectPrivateKeys(raw []byte, kind string, cfg *Config) ([]KeyFinding, erro
 	if limits.MaxObjectBytes > 0 && len(raw) > limits.MaxObjectBytes {
 		return nil, &KeyLimitError{Reason: fmt.Sprintf("the object is %d bytes, over the limit of %d (privateKeys.maxObjectBytes)", len(raw), limits.MaxObjectBytes)}
 	}
+	// Where a key could start; a clean object ends here without allocating.
 	if !mayHoldKey(raw) {
 		return nil, nil
 	}
-	s := &keyScanner{maxCandidates: limits.MaxCandidates, maxDepth: limits.MaxDecodeDepth}
+	trig := triggerOffsets(raw, nil, maxTriggers)
+	slices.Sort(trig)
+	s := &keyScanner{maxCandidates: limits.MaxCandidates, maxDepth: limits.MaxDecodeDepth, trig: trig}
+	if len(trig) == maxTriggers {
+		s.trig = nil // too many to index: filter each string on its own
+	}
 	if s.maxCandidates <= 0 {
 		s.maxCandidates = 4096
 	}

@@ -18,6 +18,9 @@ type keyScanner struct {
 	maxCandidates int
 	maxDepth      int
 	candidates    int
+	// trig holds the sorted offsets in the object where a key could start; nil means
+	// every string is filtered on its own.
+	trig []int
 
 	findings []KeyFinding
 	path     []pathElem
@@ -29,7 +32,7 @@ type keyScanner struct {
 }
 
 type pathElem struct {
-	key   string // object member name; "" for an array element
+	key   []byte // object member name (unescaped); nil for an array element
 	index int
 }
 
@@ -67,13 +70,13 @@ func (s *keyScanner) currentField() string {
 	}
 	var b strings.Builder
 	for _, e := range s.path {
-		if e.key == "" {
+		if e.key == nil {
 			b.WriteByte('[')
 			b.WriteString(strconv.Itoa(e.index))
 			b.WriteByte(']')
 			continue
 		}
-		k := safeName(e.key)
+		k := safeName(string(e.key))
 		if isSimpleKey(k) {
 			if b.Len() > 0 {
 				b.WriteByte('.')
@@ -161,7 +164,7 @@ func (w *jsonWalker) value(i, nesting int) (int, error) {
 			return i, err
 		}
 		body := w.b[i+1 : end-1]
-		if len(body) >= minKeyValueLen && mayHoldKey(body) {
+		if len(body) >= minKeyValueLen && w.mayHoldKey(i+1, end-1) {
 			text := body
 			if escaped {
 				if text, err = unescapeJSON(body); err != nil {
@@ -187,6 +190,23 @@ func (w *jsonWalker) value(i, nesting int) (int, error) {
 		return j, nil
 	}
 	return i, errNotJSON
+}
+
+// mayHoldKey filters the string at b[start:end]: through the object's trigger offsets
+// when the walker reads the object itself, else on its own.
+func (w *jsonWalker) mayHoldKey(start, end int) bool {
+	if w.depth > 0 || w.s.trig == nil {
+		return mayHoldKey(w.b[start:end])
+	}
+	t := w.s.trig
+	for len(t) > 0 && t[0] < start {
+		t = t[1:]
+	}
+	w.s.trig = t
+	if len(t) == 0 || t[0] >= end {
+		return false
+	}
+	return mayHoldKey(w.b[start:end])
 }
 
 func (w *jsonWalker) literal(i int, lit string) (int, error) {
@@ -252,14 +272,11 @@ func (w *jsonWalker) object(i, nesting int) (int, error) {
 		if err != nil {
 			return i, err
 		}
-		keyRaw := w.b[i+1 : end-1]
-		key := string(keyRaw)
+		key := w.b[i+1 : end-1 : end-1]
 		if escaped {
-			u, err := unescapeJSON(keyRaw)
-			if err != nil {
+			if key, err = unescapeJSON(key); err != nil {
 				return i, err
 			}
-			key = string(u)
 		}
 		i = w.skipSpace(end)
 		if i >= len(w.b) || w.b[i] != ':' {
@@ -278,12 +295,12 @@ func (w *jsonWalker) object(i, nesting int) (int, error) {
 		if s.nested == 0 {
 			s.path = s.path[:len(s.path)-1]
 		}
-		if w.b[vstart] == '"' {
-			switch key {
+		if w.b[vstart] == '"' && len(key) <= 11 {
+			switch string(key) {
 			case "type", "kty", "name":
 				if i-vstart <= 66 {
 					v, _ := unescapeJSON(w.b[vstart+1 : i-1])
-					switch key {
+					switch string(key) {
 					case "type":
 						facts.typ = string(v)
 					case "kty":
@@ -295,7 +312,7 @@ func (w *jsonWalker) object(i, nesting int) (int, error) {
 			case "d", "k":
 				v, err := unescapeJSON(w.b[vstart+1 : i-1])
 				if err == nil {
-					if key == "d" {
+					if key[0] == 'd' {
 						facts.d, facts.hasD = string(v), true
 					} else {
 						facts.k, facts.hasK = string(v), true
@@ -331,9 +348,9 @@ func (w *jsonWalker) object(i, nesting int) (int, error) {
 	}
 	if s.nested == 0 && len(s.path) >= 2 && facts.name != "" {
 		// An element of containers/env: give its findings the container or env name.
-		parent := s.path[len(s.path)-2].key
+		parent := string(s.path[len(s.path)-2].key)
 		last := s.path[len(s.path)-1]
-		if last.key == "" {
+		if last.key == nil {
 			name := safeName(facts.name)
 			for j := start; j < len(s.findings); j++ {
 				f := &s.findings[j]
@@ -427,23 +444,20 @@ func (w *jsonWalker) array(i, nesting int) (int, error) {
 
 // unescapeJSON decodes the body of a JSON string.
 func unescapeJSON(b []byte) ([]byte, error) {
-	if bytes.IndexByte(b, '\\') < 0 {
+	k := bytes.IndexByte(b, '\\')
+	if k < 0 {
 		return b, nil
 	}
 	out := make([]byte, 0, len(b))
-	for i := 0; i < len(b); i++ {
-		c := b[i]
-		if c != '\\' {
-			out = append(out, c)
-			continue
-		}
-		i++
-		if i >= len(b) {
+	for {
+		out = append(out, b[:k]...)
+		b = b[k:]
+		if len(b) < 2 {
 			return nil, errNotJSON
 		}
-		switch b[i] {
+		switch c := b[1]; c {
 		case '"', '\\', '/':
-			out = append(out, b[i])
+			out = append(out, c)
 		case 'b':
 			out = append(out, '\b')
 		case 'f':
@@ -455,25 +469,32 @@ func unescapeJSON(b []byte) ([]byte, error) {
 		case 't':
 			out = append(out, '\t')
 		case 'u':
-			r, ok := hex4(b, i+1)
+			r, ok := hex4(b, 2)
 			if !ok {
 				return nil, errNotJSON
 			}
-			i += 4
-			if utf16.IsSurrogate(r) {
-				if r2, ok := hex4(b, i+3); ok && i+2 < len(b) && b[i+1] == '\\' && b[i+2] == 'u' {
+			n := 6
+			if utf16.IsSurrogate(r) && len(b) >= 12 && b[6] == '\\' && b[7] == 'u' {
+				if r2, ok := hex4(b, 8); ok {
 					if d := utf16.DecodeRune(r, r2); d != utf8.RuneError {
-						r = d
-						i += 6
+						r, n = d, 12
 					}
 				}
 			}
 			out = utf8.AppendRune(out, r)
+			b = b[n:]
+			if k = bytes.IndexByte(b, '\\'); k < 0 {
+				return append(out, b...), nil
+			}
+			continue
 		default:
 			return nil, errNotJSON
 		}
+		b = b[2:]
+		if k = bytes.IndexByte(b, '\\'); k < 0 {
+			return append(out, b...), nil
+		}
 	}
-	return out, nil
 }
 
 func hex4(b []byte, i int) (rune, bool) {

@@ -35,16 +35,64 @@ var (
 // that could hold a key in one of the supported forms, and false for most text that
 // cannot.
 func mayHoldKey(b []byte) bool {
-	if bytes.Contains(b, trigDashes) || hasBase64Run(b) {
-		return true
+	return len(b) > 0 && len(triggerOffsets(b, nil, 1)) > 0
+}
+
+var (
+	trigPuTTY   = []byte("PuTTY-User-Key-File-")
+	trigAccount = []byte("_account")
+)
+
+// triggerOffsets appends to dst the offsets in b where a key could start (PEM dashes,
+// base64 runs, JWK and service-account members, PuTTY and age headers, percent
+// escapes), stopping once it holds max of them. The offsets are not sorted. Each
+// pattern is found with a vectorised search anchored on a byte that is rare in
+// Kubernetes objects.
+func triggerOffsets(b []byte, dst []int, max int) []int {
+	dst = appendMatches(b, trigDashes, dst, max)
+	dst = appendMatches(b, trigKty, dst, max)
+	for i := 0; len(dst) < max; {
+		k := bytes.Index(b[i:], trigAccount)
+		if k < 0 {
+			break
+		}
+		if p := i + k - len("service"); p >= 0 && bytes.HasPrefix(b[p:], trigSA) {
+			dst = append(dst, p)
+		}
+		i += k + len(trigAccount)
 	}
-	if bytes.Contains(b, trigKty) || bytes.Contains(b, trigSA) {
-		return true
+	dst = appendMatches(b, trigPuTTY, dst, max)
+	dst = appendMatches(b, trigAgeUpper, dst, max)
+	if len(dst) < max {
+		dst = base64Runs(b, dst, max)
 	}
-	if hasFold(b, "-user-key-file-") || bytes.Contains(b, trigAgeUpper) || bytes.Contains(b, trigAgeLower) {
-		return true
+	if len(dst) < max && hasPercentEscapes(b) {
+		for i := 0; len(dst) < max; {
+			k := bytes.IndexByte(b[i:], '%')
+			if k < 0 {
+				break
+			}
+			dst = append(dst, i+k)
+			i += k + 1
+		}
 	}
-	return hasPercentEscapes(b)
+	return dst
+}
+
+// appendMatches appends the offsets of p in b; runs of dashes count once.
+func appendMatches(b, p []byte, dst []int, max int) []int {
+	for i := 0; len(dst) < max; {
+		k := bytes.Index(b[i:], p)
+		if k < 0 {
+			break
+		}
+		dst = append(dst, i+k)
+		i += k + len(p)
+		for i < len(b) && b[i] == '-' {
+			i++
+		}
+	}
+	return dst
 }
 
 // hasFold reports whether b contains the lowercase ASCII pattern p in any case. It keys
@@ -55,21 +103,41 @@ func hasFold(b []byte, p string) bool {
 
 func indexFold(b []byte, p string, from int) int {
 	c0 := p[0]
-	for i := from; i+len(p) <= len(b); {
-		j := bytes.IndexByte(b[i:len(b)-len(p)+1], c0)
-		if c0 >= 'a' && c0 <= 'z' {
-			if k := bytes.IndexByte(b[i:len(b)-len(p)+1], c0-32); k >= 0 && (j < 0 || k < j) {
-				j = k
-			}
+	c1 := c0
+	if c0 >= 'a' && c0 <= 'z' {
+		c1 = c0 - 32
+	}
+	last := len(b) - len(p) + 1
+	// Next occurrence of each case of the first byte, found lazily so that the search
+	// stays linear however often either case appears.
+	n0, n1 := -2, -2
+	next := func(c byte, i int) int {
+		if i >= last {
+			return -1
+		}
+		if k := bytes.IndexByte(b[i:last], c); k >= 0 {
+			return i + k
+		}
+		return -1
+	}
+	for i := from; i < last; {
+		if n0 != -1 && n0 < i {
+			n0 = next(c0, i)
+		}
+		if c1 != c0 && n1 != -1 && n1 < i {
+			n1 = next(c1, i)
+		}
+		j := n0
+		if c1 != c0 && n1 >= 0 && (j < 0 || n1 < j) {
+			j = n1
 		}
 		if j < 0 {
 			return -1
 		}
-		i += j
-		if equalFold(b[i:i+len(p)], p) {
-			return i
+		if equalFold(b[j:j+len(p)], p) {
+			return j
 		}
-		i++
+		i = j + 1
 	}
 	return -1
 }
@@ -88,11 +156,18 @@ func equalFold(b []byte, lower string) bool {
 }
 
 // hasBase64Run reports a run of at least minBase64Run base64 characters that is not
-// plain hex (digests are). It looks at about one byte in minBase64Run/avg-word-length.
+// plain hex (digests are).
 func hasBase64Run(b []byte) bool {
+	return len(base64Runs(b, nil, 1)) > 0
+}
+
+// base64Runs appends the start of each run of at least minBase64Run base64 characters
+// that is not plain hex. It looks at about one byte in minBase64Run/(word length): a
+// window that ends in a non-base64 byte cannot hold a run.
+func base64Runs(b []byte, dst []int, max int) []int {
 	const L = minBase64Run
 	i := L - 1
-	for i < len(b) {
+	for i < len(b) && len(dst) < max {
 		if !b64Class[b[i]] {
 			i += L
 			continue
@@ -106,7 +181,7 @@ func hasBase64Run(b []byte) bool {
 			i = j + L
 			continue
 		}
-		// b[lo..i] is a run of L; extend and check it is not only hex.
+		// b[lo..i] is a run of L; extend it and check it is not only hex.
 		end := i + 1
 		for end < len(b) && b64Class[b[end]] {
 			end++
@@ -116,11 +191,11 @@ func hasBase64Run(b []byte) bool {
 			start--
 		}
 		if !isHex(b[start:end]) {
-			return true
+			dst = append(dst, start)
 		}
 		i = end + L
 	}
-	return false
+	return dst
 }
 
 func isHex(b []byte) bool {
