@@ -203,10 +203,7 @@ func (w *jsonWalker) mayHoldKey(start, end int) bool {
 		t = t[1:]
 	}
 	w.s.trig = t
-	if len(t) == 0 || t[0] >= end {
-		return false
-	}
-	return mayHoldKey(w.b[start:end])
+	return len(t) > 0 && t[0] < end
 }
 
 func (w *jsonWalker) literal(i int, lit string) (int, error) {
@@ -346,7 +343,7 @@ func (w *jsonWalker) object(i, nesting int) (int, error) {
 	if facts.kty != "" {
 		w.jwk(&facts)
 	}
-	if s.nested == 0 && len(s.path) >= 2 && facts.name != "" {
+	if s.nested == 0 && len(s.path) >= 2 && facts.name != "" && len(s.findings) > start {
 		// An element of containers/env: give its findings the container or env name.
 		parent := string(s.path[len(s.path)-2].key)
 		last := s.path[len(s.path)-1]
