@@ -2,7 +2,6 @@ package webhook
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -19,6 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+	sigsjson "sigs.k8s.io/json"
 
 	"github.com/sandbox-webhook/sandbox-webhook/policy"
 )
@@ -54,7 +54,7 @@ func installPodMutation(mgr manager.Manager, cfg *policy.Config) error {
 	if err != nil {
 		return err
 	}
-	mgr.GetWebhookServer().Register(PathMutatePods, &admission.Webhook{Handler: h})
+	mgr.GetWebhookServer().Register(PathMutatePods, h)
 	return nil
 }
 
@@ -94,13 +94,17 @@ func (h *SandboxPodInjector) Handle(ctx context.Context, req admission.Request) 
 		return h.done("ignored", admission.Allowed(""))
 	}
 	pod := &corev1.Pod{}
-	if err := json.Unmarshal(req.Object.Raw, pod); err != nil {
+	if err := sigsjson.UnmarshalCaseSensitivePreserveInts(req.Object.Raw, pod); err != nil {
 		return h.done("error", admission.Errored(http.StatusBadRequest, fmt.Errorf("decoding the pod: %w", err)))
 	}
+	return h.handlePod(ctx, req.Namespace, pod)
+}
+
+// handlePod decides for a decoded pod of a CREATE request in namespace nsName.
+func (h *SandboxPodInjector) handlePod(ctx context.Context, nsName string, pod *corev1.Pod) admission.Response {
 	if !policy.IsSandboxPod(pod, h.cfg) {
 		return h.done(string(policy.OutcomeNotSandbox), admission.Allowed(""))
 	}
-	nsName := req.Namespace
 	if nsName == "" {
 		nsName = pod.Namespace
 	}

@@ -12,7 +12,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/sandbox-webhook/sandbox-webhook/policy"
 )
@@ -76,7 +75,7 @@ func benchmarkHandler(b *testing.B, pod *corev1.Pod) {
 			Data:       map[string][]byte{"api-key": []byte("placeholder-api-key-value")},
 		}},
 	}
-	wh := &admission.Webhook{Handler: newTestInjector(b, cfg, reader)}
+	wh := newTestInjector(b, cfg, reader)
 	body := admissionReviewBody(b, pod)
 	b.ReportMetric(float64(len(pod.Spec.Containers[0].Env)), "env")
 	b.SetBytes(int64(len(body)))
