@@ -1,0 +1,85 @@
+package policy
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"testing"
+)
+
+// FuzzDetectPrivateKeys puts a generated key, in one of several encodings, between
+// fuzzed text in a pod and checks that detection never panics, stays within its bounds
+// and never echoes any 8 characters of the key body in a finding, error or message.
+func FuzzDetectPrivateKeys(f *testing.F) {
+	fx := keyFixtures(f)
+	f.Add([]byte("prefix "), []byte(" suffix"), uint8(0), uint8(0))
+	f.Add([]byte("-----BEGIN RSA PRIVATE KEY-----"), []byte("-----END"), uint8(3), uint8(1))
+	f.Add([]byte("LS0tLS1CRUdJTi"), []byte("%2D%2D"), uint8(5), uint8(2))
+	f.Add([]byte(`{"kty":"oct","k":"`), []byte(`"}`), uint8(7), uint8(3))
+	f.Add([]byte("AGE-SECRET-KEY-1"), []byte("PuTTY-User-Key-File-2: Private-Lines: 1"), uint8(9), uint8(4))
+	encodings := []func(string) string{
+		func(s string) string { return s },
+		func(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) },
+		func(s string) string { return strings.ReplaceAll(s, "\n", `\n`) },
+		func(s string) string { return url.QueryEscape(s) },
+		func(s string) string { return strings.ReplaceAll(s, "\n", " ") },
+	}
+	cfg := DefaultConfig()
+	cfg.PrivateKeys.MaxCandidates = 256
+	f.Fuzz(func(t *testing.T, prefix, suffix []byte, which, enc uint8) {
+		k := fx[int(which)%len(fx)]
+		value := string(prefix) + encodings[int(enc)%len(encodings)](k.text) + string(suffix)
+		pod := map[string]any{"apiVersion": "v1", "kind": "Pod", "metadata": map[string]any{"name": "p"}, "spec": map[string]any{"containers": []any{
+			map[string]any{"name": "agent", "image": "agent:1", "env": []any{map[string]any{"name": "KEY", "value": value}}},
+		}}}
+		raw, err := json.Marshal(pod)
+		if err != nil {
+			t.Skip()
+		}
+		findings, err := DetectPrivateKeys(raw, "Pod", cfg)
+		var out []string
+		if err != nil {
+			var limit *KeyLimitError
+			if !errors.As(err, &limit) {
+				t.Fatalf("a valid object gave a non-limit error: %v", err)
+			}
+			out = append(out, err.Error())
+		}
+		for _, fd := range findings {
+			out = append(out, fmt.Sprintf("%+v", fd), fd.String())
+		}
+		out = append(out, KeyDenialMessage(findings))
+		// The fuzzed text may itself hold runs of the body; only runs that the object
+		// holds nowhere else than in the key can leak from the key.
+		for i := 0; i+8 <= len(k.body); i++ {
+			run := k.body[i : i+8]
+			if strings.Contains(string(prefix)+string(suffix), run) {
+				continue
+			}
+			for _, o := range out {
+				if strings.Contains(o, run) {
+					t.Fatalf("output holds key material: %q", o)
+				}
+			}
+		}
+	})
+}
+
+// FuzzDetectPrivateKeysRaw feeds arbitrary bytes as the object: no panic, and an
+// error or findings, never both.
+func FuzzDetectPrivateKeysRaw(f *testing.F) {
+	f.Add([]byte(`{"a":"-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----"}`))
+	f.Add([]byte(`{"kty":"EC","d":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}`))
+	f.Add([]byte(`[{"type":"service_account","private_key":"x"}]`))
+	f.Add([]byte(`"` + strings.Repeat("QUFB", 40) + `"`))
+	cfg := DefaultConfig()
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		findings, err := DetectPrivateKeys(raw, "ConfigMap", cfg)
+		if err != nil && findings != nil {
+			t.Fatalf("findings with an error: %v", err)
+		}
+	})
+}
