@@ -25,14 +25,17 @@ lint: ## gofmt check and go vet.
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './bin/*')); \
 	  if [ -n "$$unformatted" ]; then echo "gofmt would change:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet ./...
+	cd test/deploy && $(GO) vet ./...
 
 .PHONY: envtest
 envtest: ## Build kube-apiserver and etcd for the envtest suites from pinned source (minutes, once).
 	@KUBE_VERSION=$(KUBE_VERSION) ETCD_VERSION=$(ETCD_VERSION) ENVTEST_ASSETS=$(ENVTEST_ASSETS) bash test/toolchain/build.sh
 
 .PHONY: test
-test: lint envtest ## Lint, then every test including the envtest and e2e suites.
+test: lint envtest ## Lint, then every test including the envtest, e2e and deployment suites.
 	$(GO) test $(TEST_FLAGS) ./...
+	@echo "deployment manifests (kustomize + cert-manager CA injection; its own module):"
+	cd test/deploy && $(GO) test $(TEST_FLAGS) ./...
 
 .PHONY: bench
 bench: envtest ## Run the benchmarks and print their figures.
