@@ -41,7 +41,8 @@ func (v *KeyValidator) Handle(_ context.Context, req admission.Request) admissio
 		return admission.Allowed("")
 	}
 	kind := req.Kind.Kind
-	if kind == "Secret" || len(req.Object.Raw) == 0 {
+	// The webhook configuration's namespaceSelector is only the first filter.
+	if kind == "Secret" || len(req.Object.Raw) == 0 || v.Config.IsExcludedNamespace(req.Namespace) {
 		return admission.Allowed("")
 	}
 	resource := req.Resource.Resource

@@ -31,6 +31,11 @@ func keyRequest(op admissionv1.Operation, kind, resource, sub string, obj, old m
 	}}
 }
 
+func inNamespace(req admission.Request, ns string) admission.Request {
+	req.Namespace = ns
+	return req
+}
+
 func podWithEnv(value string) map[string]any {
 	return map[string]any{"apiVersion": "v1", "kind": "Pod", "metadata": map[string]any{"name": "p"}, "spec": map[string]any{"containers": []any{
 		map[string]any{"name": "agent", "image": "a", "env": []any{map[string]any{"name": "K", "value": value}}},
@@ -58,6 +63,9 @@ func TestKeyValidatorDecisions(t *testing.T) {
 		{name: "update-keeping-existing-key", req: keyRequest(admissionv1.Update, "Pod", "pods", "", podWithEnv(keyPEM), podWithEnv(keyPEM)), allowed: true, audit: true},
 		{name: "over-bounds", cfg: small, req: keyRequest(admissionv1.Create, "Pod", "pods", "", podWithEnv(keyPEM+strings.Repeat(" ", 1024)), nil),
 			inMessage: []string{"not inspected", "privateKeys.maxObjectBytes"}, audit: true},
+		{name: "excluded-namespace-is-never-touched", req: inNamespace(keyRequest(admissionv1.Create, "Pod", "pods", "", podWithEnv(keyPEM), nil), "kube-system"), allowed: true},
+		{name: "tenant-namespace-is-checked", req: inNamespace(keyRequest(admissionv1.Create, "Pod", "pods", "", podWithEnv(keyPEM), nil), "tenant-a"),
+			inMessage: []string{fp}, audit: true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
