@@ -76,7 +76,7 @@ data:
 		if code != 1 {
 			t.Fatalf("exit %d, want 1; stdout %q", code, out)
 		}
-		for _, want := range []string{leaky + ":2:", "ConfigMap/", "leaky", "data.key.pem", "EC", "SHA256:"} {
+		for _, want := range []string{leaky + ":2:", "ConfigMap/", "leaky", "data[key.pem]", "EC", "SHA256:"} {
 			if !strings.Contains(out, want) {
 				t.Errorf("output %q lacks %q", out, want)
 			}
