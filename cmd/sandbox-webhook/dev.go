@@ -1,28 +1,21 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"time"
 
-	admissionv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
-	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
-	"sigs.k8s.io/yaml"
 
 	"github.com/sandbox-webhook/sandbox-webhook/manifests"
 	"github.com/sandbox-webhook/sandbox-webhook/policy"
@@ -72,11 +65,12 @@ type devOptions struct {
 }
 
 func runDev(ctx context.Context, cfg *policy.Config, opts devOptions, stdout io.Writer) error {
-	crds, err := embeddedCRDs()
+	crds, err := manifests.CRDs()
 	if err != nil {
 		return err
 	}
-	mutating, validating, err := embeddedWebhooks()
+	// envtest points the shipped configurations at this process.
+	mutating, validating, err := manifests.WebhookConfigurations()
 	if err != nil {
 		return err
 	}
@@ -155,62 +149,3 @@ func ensureNamespace(ctx context.Context, c client.Client, name string, labels m
 	}
 	return nil
 }
-
-func embeddedCRDs() ([]*apiextensionsv1.CustomResourceDefinition, error) {
-	var crds []*apiextensionsv1.CustomResourceDefinition
-	err := fs.WalkDir(manifests.CRDs, ".", func(path string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		data, err := manifests.CRDs.ReadFile(path)
-		if err != nil {
-			return err
-		}
-		crd := &apiextensionsv1.CustomResourceDefinition{}
-		if err := yaml.UnmarshalStrict(data, crd); err != nil {
-			return fmt.Errorf("embedded CRD %s: %w", path, err)
-		}
-		crds = append(crds, crd)
-		return nil
-	})
-	return crds, err
-}
-
-// embeddedWebhooks reads the base's webhook configurations and drops their service
-// reference; envtest points them at the local server.
-func embeddedWebhooks() ([]*admissionv1.MutatingWebhookConfiguration, []*admissionv1.ValidatingWebhookConfiguration, error) {
-	var mutating []*admissionv1.MutatingWebhookConfiguration
-	var validating []*admissionv1.ValidatingWebhookConfiguration
-	reader := utilyaml.NewYAMLReader(bufioReader(manifests.Webhooks))
-	for {
-		doc, err := reader.Read()
-		if errors.Is(err, io.EOF) {
-			return mutating, validating, nil
-		}
-		if err != nil {
-			return nil, nil, err
-		}
-		var meta struct {
-			Kind string `json:"kind"`
-		}
-		if err := yaml.Unmarshal(doc, &meta); err != nil {
-			return nil, nil, err
-		}
-		switch meta.Kind {
-		case "MutatingWebhookConfiguration":
-			m := &admissionv1.MutatingWebhookConfiguration{}
-			if err := yaml.UnmarshalStrict(doc, m); err != nil {
-				return nil, nil, err
-			}
-			mutating = append(mutating, m)
-		case "ValidatingWebhookConfiguration":
-			v := &admissionv1.ValidatingWebhookConfiguration{}
-			if err := yaml.UnmarshalStrict(doc, v); err != nil {
-				return nil, nil, err
-			}
-			validating = append(validating, v)
-		}
-	}
-}
-
-func bufioReader(b []byte) *bufio.Reader { return bufio.NewReader(bytes.NewReader(b)) }

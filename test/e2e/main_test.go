@@ -3,7 +3,6 @@
 package e2e
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"fmt"
@@ -113,5 +112,3 @@ func runBinary(t *testing.T, stdin []byte, args ...string) (int, string, string)
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
-
-func bufioReader(b []byte) *bufio.Reader { return bufio.NewReader(bytes.NewReader(b)) }

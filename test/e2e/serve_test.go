@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/rsa"
@@ -10,7 +9,6 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"encoding/pem"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -27,9 +25,7 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/yaml"
 
 	"github.com/sandbox-webhook/sandbox-webhook/certs"
 	"github.com/sandbox-webhook/sandbox-webhook/manifests"
@@ -111,38 +107,24 @@ func installWebhooks(t *testing.T, port int, caPEM []byte) {
 		u := fmt.Sprintf("https://127.0.0.1:%d%s", port, *cc.Service.Path)
 		return admissionv1.WebhookClientConfig{URL: &u, CABundle: caPEM}
 	}
-	reader := utilyaml.NewYAMLReader(bufioReader(manifests.Webhooks))
-	for {
-		doc, err := reader.Read()
-		if errors.Is(err, io.EOF) {
-			return
+	mutating, validating, err := manifests.WebhookConfigurations()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var objs []client.Object
+	for _, m := range mutating {
+		for i := range m.Webhooks {
+			m.Webhooks[i].ClientConfig = url(m.Webhooks[i].ClientConfig)
 		}
-		if err != nil {
-			t.Fatal(err)
+		objs = append(objs, m)
+	}
+	for _, v := range validating {
+		for i := range v.Webhooks {
+			v.Webhooks[i].ClientConfig = url(v.Webhooks[i].ClientConfig)
 		}
-		var obj client.Object
-		switch {
-		case bytes.Contains(doc, []byte("kind: MutatingWebhookConfiguration")):
-			m := &admissionv1.MutatingWebhookConfiguration{}
-			if err := yaml.UnmarshalStrict(doc, m); err != nil {
-				t.Fatal(err)
-			}
-			for i := range m.Webhooks {
-				m.Webhooks[i].ClientConfig = url(m.Webhooks[i].ClientConfig)
-			}
-			obj = m
-		case bytes.Contains(doc, []byte("kind: ValidatingWebhookConfiguration")):
-			v := &admissionv1.ValidatingWebhookConfiguration{}
-			if err := yaml.UnmarshalStrict(doc, v); err != nil {
-				t.Fatal(err)
-			}
-			for i := range v.Webhooks {
-				v.Webhooks[i].ClientConfig = url(v.Webhooks[i].ClientConfig)
-			}
-			obj = v
-		default:
-			continue
-		}
+		objs = append(objs, v)
+	}
+	for _, obj := range objs {
 		if err := cp.Client.Create(ctx, obj); err != nil {
 			t.Fatal(err)
 		}
