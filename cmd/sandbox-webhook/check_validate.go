@@ -46,7 +46,7 @@ func validateDocuments(stdout io.Writer, docs []checkDocument, cfg *policy.Confi
 			report.Rejected = true
 			report.Uninspected = append(report.Uninspected, keyReportUninspected{Source: d.Source, Object: d.Label(), Reason: limit.Reason})
 			if format != "json" {
-				fmt.Fprintf(stdout, "%s: %s: %s\n", d.Source, d.Label(), limit.Error())
+				fmt.Fprintf(stdout, "%s: %s: %s\n", d.Source, d.KindName(), limit.Error())
 			}
 			continue
 		}
@@ -55,7 +55,7 @@ func validateDocuments(stdout io.Writer, docs []checkDocument, cfg *policy.Confi
 			report.Rejected = report.Rejected || rejects
 			report.Findings = append(report.Findings, keyReportFinding{Source: d.Source, Object: d.Label(), KeyFinding: f, Rejected: rejects})
 			if format != "json" && rejects {
-				fmt.Fprintf(stdout, "%s: %s: %s: %s, %s\n", d.Source, d.Label(), f.Field, f.Kind, f.Fingerprint)
+				fmt.Fprintf(stdout, "%s: %s: %s: %s, %s\n", d.Source, d.KindName(), f.Field, f.Kind, f.Fingerprint)
 			}
 		}
 	}

@@ -93,10 +93,10 @@ stringData:
 		wantOut  []string
 	}{
 		{name: "rejected-file", args: []string{"-f", leaky}, wantCode: 1,
-			wantOut: []string{leaky + ":2: Pod/team-a/leaky: spec.containers[0].env[0].value: Ed25519 private key (PKCS#8), " + fp + "\n"}},
+			wantOut: []string{leaky + ":2: Pod/leaky: spec.containers[0].env[0].value: Ed25519 private key (PKCS#8), " + fp + "\n"}},
 		{name: "allowed-file-with-secret", args: []string{"-f", clean}, wantCode: 0},
-		{name: "folder", args: []string{"-f", dir + "/sub"}, wantCode: 1, wantOut: []string{"Pod/team-a/leaky"}},
-		{name: "stdin", args: []string{"-f", "-"}, stdin: podWithKey, wantCode: 1, wantOut: []string{"-:1: Pod/team-a/leaky: spec.containers[0].env[0].value"}},
+		{name: "folder", args: []string{"-f", dir + "/sub"}, wantCode: 1, wantOut: []string{"Pod/leaky"}},
+		{name: "stdin", args: []string{"-f", "-"}, stdin: podWithKey, wantCode: 1, wantOut: []string{"-:1: Pod/leaky: spec.containers[0].env[0].value"}},
 		{name: "repeated-f", args: []string{"-f", clean, "-f", leaky}, wantCode: 1, wantOut: []string{"leaky.yaml:2"}},
 		{name: "json-output", args: []string{"-o", "json", "-f", leaky}, wantCode: 1, wantOut: []string{`"rejected": true`, `"fingerprint": "` + fp + `"`, `"container": "agent"`, `"env": "TLS_KEY"`}},
 		{name: "unreadable", args: []string{"-f", filepath.Join(dir, "missing.yaml")}, wantCode: 2},
