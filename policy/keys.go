@@ -4,7 +4,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"slices"
 	"strings"
 )
 
@@ -97,7 +96,6 @@ const (
 	minKeyValueLen        = 24
 	minBase64Run          = 64
 	maxNameInFindingBytes = 63
-	maxTriggers           = 1 << 16
 )
 
 // DetectPrivateKeys scans the JSON of one Kubernetes object (as an admission request
@@ -118,12 +116,8 @@ func DetectPrivateKeys(raw []byte, kind string, cfg *Config) ([]KeyFinding, erro
 	if !mayHoldKey(raw) {
 		return nil, nil
 	}
-	trig := triggerOffsets(raw, nil, maxTriggers)
-	slices.Sort(trig)
-	s := &keyScanner{maxCandidates: limits.MaxCandidates, maxDepth: limits.MaxDecodeDepth, trig: trig}
-	if len(trig) == maxTriggers {
-		s.trig = nil // too many to index: filter each string on its own
-	}
+	s := &keyScanner{maxCandidates: limits.MaxCandidates, maxDepth: limits.MaxDecodeDepth}
+	s.path = s.pathBuf[:0]
 	if s.maxCandidates <= 0 {
 		s.maxCandidates = 4096
 	}

@@ -66,11 +66,11 @@ func derNext(b []byte) (derElem, []byte, bool) {
 	return derElem{tag: tag, content: b[off : off+l]}, b[off+l:], true
 }
 
-// derChildren splits the content of a constructed element; at most max children.
-func derChildren(b []byte, max int) ([]derElem, bool) {
-	var out []derElem
+// derChildren splits the content of a constructed element into out; at most cap(out)
+// children.
+func derChildren(b []byte, out []derElem) ([]derElem, bool) {
 	for len(b) > 0 {
-		if len(out) == max {
+		if len(out) == cap(out) {
 			return nil, false
 		}
 		e, rest, ok := derNext(b)
@@ -154,7 +154,8 @@ func classifyDER(b []byte) keyBytes {
 	if !ok || outer.tag != tagSequence || len(rest) > 0 {
 		return keyBytes{}
 	}
-	es, ok := derChildren(outer.content, 16)
+	var esBuf [16]derElem
+	es, ok := derChildren(outer.content, esBuf[:0])
 	if !ok || len(es) < 2 {
 		return keyBytes{}
 	}
@@ -166,13 +167,15 @@ func classifyDER(b []byte) keyBytes {
 	case len(es) == 2 && allIntegers(es) && len(es[0].content) >= 32:
 		return keyBytes{public: true} // PKCS#1 public key
 	case len(es) >= 3 && isSmallInt(es[0], 0, 1) && es[1].tag == tagSequence && es[2].tag == tagOctets:
-		alg, ok := derChildren(es[1].content, 4)
+		var algBuf [4]derElem
+		alg, ok := derChildren(es[1].content, algBuf[:0])
 		if !ok || len(alg) == 0 || alg[0].tag != tagOID || len(es[2].content) < 16 {
 			return keyBytes{}
 		}
 		return keyBytes{kind: pkcs8Kind(alg[0].content)}
 	case len(es) == 2 && es[0].tag == tagSequence && es[1].tag == tagOctets:
-		alg, ok := derChildren(es[0].content, 4)
+		var algBuf [4]derElem
+		alg, ok := derChildren(es[0].content, algBuf[:0])
 		if !ok || len(alg) == 0 || alg[0].tag != tagOID || len(es[1].content) < 16 {
 			return keyBytes{}
 		}
@@ -350,12 +353,9 @@ type base64Signature struct {
 	lead int // characters of the 4-character group before enc
 }
 
-// scanBase64 decodes the base64 runs of text (outside PEM blocks, which scanPEM handled)
-// and examines what they decode to.
+// scanBase64 decodes the base64 runs of text (outside the PEM blocks that scanPEM
+// recognised) and examines what they decode to.
 func (s *keyScanner) scanBase64(text []byte, masked [][2]int, depth int) error {
-	if !hasBase64Run(text) {
-		return nil
-	}
 	mi := 0
 	for i := 0; i < len(text); {
 		for mi < len(masked) && masked[mi][1] <= i {

@@ -18,12 +18,11 @@ type keyScanner struct {
 	maxCandidates int
 	maxDepth      int
 	candidates    int
-	// trig holds the sorted offsets in the object where a key could start; nil means
-	// every string is filtered on its own.
-	trig []int
 
 	findings []KeyFinding
 	path     []pathElem
+	// pathBuf backs path for objects of ordinary depth.
+	pathBuf [32]pathElem
 	// field overrides the path while scanning JSON that was itself inside a string.
 	field string
 	// fieldRole records the container/env frames of the string being scanned, so that
@@ -164,7 +163,7 @@ func (w *jsonWalker) value(i, nesting int) (int, error) {
 			return i, err
 		}
 		body := w.b[i+1 : end-1]
-		if len(body) >= minKeyValueLen && w.mayHoldKey(i+1, end-1) {
+		if len(body) >= minKeyValueLen && mayHoldKey(body) {
 			text := body
 			if escaped {
 				if text, err = unescapeJSON(body); err != nil {
@@ -190,20 +189,6 @@ func (w *jsonWalker) value(i, nesting int) (int, error) {
 		return j, nil
 	}
 	return i, errNotJSON
-}
-
-// mayHoldKey filters the string at b[start:end]: through the object's trigger offsets
-// when the walker reads the object itself, else on its own.
-func (w *jsonWalker) mayHoldKey(start, end int) bool {
-	if w.depth > 0 || w.s.trig == nil {
-		return mayHoldKey(w.b[start:end])
-	}
-	t := w.s.trig
-	for len(t) > 0 && t[0] < start {
-		t = t[1:]
-	}
-	w.s.trig = t
-	return len(t) > 0 && t[0] < end
 }
 
 func (w *jsonWalker) literal(i int, lit string) (int, error) {
@@ -239,14 +224,15 @@ func (w *jsonWalker) stringEnd(i int) (end int, escaped bool, err error) {
 	}
 }
 
-// members the object-level checks look at.
+// members the object-level checks look at. The values are unescaped JSON strings that
+// may share memory with the object.
 type objectFacts struct {
-	typ, kty   string
-	d, k       string
+	typ, kty   []byte
+	d, k       []byte
 	hasD, hasK bool
 	pkStart    int
 	pkEnd      int
-	name       string
+	name       []byte
 }
 
 func (w *jsonWalker) object(i, nesting int) (int, error) {
@@ -299,20 +285,20 @@ func (w *jsonWalker) object(i, nesting int) (int, error) {
 					v, _ := unescapeJSON(w.b[vstart+1 : i-1])
 					switch string(key) {
 					case "type":
-						facts.typ = string(v)
+						facts.typ = v
 					case "kty":
-						facts.kty = string(v)
+						facts.kty = v
 					case "name":
-						facts.name = string(v)
+						facts.name = v
 					}
 				}
 			case "d", "k":
 				v, err := unescapeJSON(w.b[vstart+1 : i-1])
 				if err == nil {
 					if key[0] == 'd' {
-						facts.d, facts.hasD = string(v), true
+						facts.d, facts.hasD = v, true
 					} else {
-						facts.k, facts.hasK = string(v), true
+						facts.k, facts.hasK = v, true
 					}
 				}
 			case "private_key":
@@ -333,22 +319,22 @@ func (w *jsonWalker) object(i, nesting int) (int, error) {
 		}
 		return i, errNotJSON
 	}
-	if facts.typ == "service_account" && facts.pkStart >= 0 {
+	if string(facts.typ) == "service_account" && facts.pkStart >= 0 {
 		for j := facts.pkStart; j < facts.pkEnd; j++ {
 			if !s.findings[j].Malformed {
 				s.findings[j].Kind = KindGoogleSA
 			}
 		}
 	}
-	if facts.kty != "" {
+	if len(facts.kty) > 0 {
 		w.jwk(&facts)
 	}
-	if s.nested == 0 && len(s.path) >= 2 && facts.name != "" && len(s.findings) > start {
+	if s.nested == 0 && len(s.path) >= 2 && len(facts.name) > 0 && len(s.findings) > start {
 		// An element of containers/env: give its findings the container or env name.
 		parent := string(s.path[len(s.path)-2].key)
 		last := s.path[len(s.path)-1]
 		if last.key == nil {
-			name := safeName(facts.name)
+			name := safeName(string(facts.name))
 			for j := start; j < len(s.findings); j++ {
 				f := &s.findings[j]
 				switch parent {
@@ -370,24 +356,24 @@ func (w *jsonWalker) object(i, nesting int) (int, error) {
 // jwk reports a JSON Web Key that holds private or symmetric key material.
 func (w *jsonWalker) jwk(f *objectFacts) {
 	s := w.s
-	var material string
+	var material []byte
 	kind := ""
 	switch {
 	case f.hasD:
 		material = f.d
-		switch f.kty {
+		switch kty := string(f.kty); kty {
 		case "RSA", "EC", "OKP", "AKP":
-			kind = KindJWKPrivate + " (kty " + f.kty + ")"
+			kind = KindJWKPrivate + " (kty " + kty + ")"
 		default:
 			kind = KindJWKPrivate
 		}
-	case f.kty == "oct" && f.hasK:
+	case string(f.kty) == "oct" && f.hasK:
 		material = f.k
 		kind = KindJWKSymmetric
 	default:
 		return
 	}
-	raw, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(material, "="))
+	raw, err := base64.RawURLEncoding.DecodeString(string(bytes.TrimRight(material, "=")))
 	if err != nil || len(raw) < 16 {
 		return
 	}

@@ -31,76 +31,77 @@ var (
 	trigAgeLower = []byte("age-secret-key-")
 )
 
-// mayHoldKey is the cheap filter in front of everything else: it is true for any text
-// that could hold a key in one of the supported forms, and false for most text that
-// cannot.
-func mayHoldKey(b []byte) bool {
-	return len(b) > 0 && len(triggerOffsets(b, nil, 1)) > 0
-}
+// triggerSet says which kinds of key text a value could hold, and so which passes
+// over it are worth running.
+type triggerSet uint8
 
-var (
-	trigPuTTY   = []byte("PuTTY-User-Key-File-")
-	trigAccount = []byte("_account")
+const (
+	trigPEM     triggerSet = 1 << iota // "----": PEM and SSH2 markers
+	trigPuTTY                          // "PuTTY-User-Key-File-", any case
+	trigAge                            // "AGE-SECRET-KEY-", any case
+	trigJWK                            // "kty"
+	trigBase64                         // a base64 run of minBase64Run, not only hex
+	trigPercent                        // percent escapes
 )
 
-// triggerOffsets appends to dst the offsets in b where a key could start (PEM dashes,
-// base64 runs, JWK and service-account members, PuTTY and age headers, percent
-// escapes), stopping once it holds max of them. The offsets are not sorted. Each
-// pattern is found with a vectorised search anchored on a byte that is rare in
-// Kubernetes objects.
-func triggerOffsets(b []byte, dst []int, max int) []int {
-	dst = appendMatches(b, trigDashes, dst, max)
-	dst = appendMatches(b, trigKty, dst, max)
-	for i := 0; len(dst) < max; {
-		k := bytes.Index(b[i:], trigAccount)
+// mayHoldKey is the cheap filter in front of everything else: it is true for any text
+// that could hold a key in one of the supported forms, and false for most text that
+// cannot. A Google service-account key needs no trigger of its own: its private_key
+// holds a key in one of those forms.
+func mayHoldKey(b []byte) bool {
+	return findTriggers(b, true) != 0
+}
+
+// findTriggers reports the triggers that occur in b; with first, it stops at the first
+// one found. The searches are vectorised and anchored on bytes that are rare in
+// Kubernetes objects: a dash for PEM markers and the PuTTY and age headers, whose
+// dashes sit at fixed places.
+func findTriggers(b []byte, first bool) triggerSet {
+	var t triggerSet
+	const dashTriggers = trigPEM | trigPuTTY | trigAge
+	for i := 0; i < len(b) && t&dashTriggers != dashTriggers; {
+		k := bytes.IndexByte(b[i:], '-')
 		if k < 0 {
 			break
 		}
-		if p := i + k - len("service"); p >= 0 && bytes.HasPrefix(b[p:], trigSA) {
-			dst = append(dst, p)
+		p := i + k
+		q := p + 1
+		for q < len(b) && b[q] == '-' {
+			q++
 		}
-		i += k + len(trigAccount)
-	}
-	dst = appendMatches(b, trigPuTTY, dst, max)
-	dst = appendMatches(b, trigAgeUpper, dst, max)
-	if len(dst) < max {
-		dst = base64Runs(b, dst, max)
-	}
-	if len(dst) < max && hasPercentEscapes(b) {
-		for i := 0; len(dst) < max; {
-			k := bytes.IndexByte(b[i:], '%')
-			if k < 0 {
-				break
-			}
-			dst = append(dst, i+k)
-			i += k + 1
+		i = q
+		switch {
+		case q-p >= len(trigDashes):
+			t |= trigPEM
+		case p >= 3 && p+12 <= len(b) && equalFold(b[p-3:p+12], "age-secret-key-"):
+			t |= trigAge
+		case p >= 5 && p+15 <= len(b) && equalFold(b[p-5:p+15], "putty-user-key-file-"):
+			t |= trigPuTTY
+		default:
+			continue
+		}
+		if first {
+			return t
 		}
 	}
-	return dst
+	if hasBase64Run(b) {
+		if t |= trigBase64; first {
+			return t
+		}
+	}
+	if bytes.Contains(b, trigKty) {
+		if t |= trigJWK; first {
+			return t
+		}
+	}
+	if hasPercentEscapes(b) {
+		t |= trigPercent
+	}
+	return t
 }
 
-// appendMatches appends the offsets of p in b; runs of dashes count once.
-func appendMatches(b, p []byte, dst []int, max int) []int {
-	for i := 0; len(dst) < max; {
-		k := bytes.Index(b[i:], p)
-		if k < 0 {
-			break
-		}
-		dst = append(dst, i+k)
-		i += k + len(p)
-		for i < len(b) && b[i] == '-' {
-			i++
-		}
-	}
-	return dst
-}
-
-// hasFold reports whether b contains the lowercase ASCII pattern p in any case. It keys
-// on p's first byte, which the callers choose to be rare.
-func hasFold(b []byte, p string) bool {
-	return indexFold(b, p, 0) >= 0
-}
-
+// indexFold returns the first index from from of the lowercase ASCII pattern p in b, in
+// any case. It keys on p's first byte, which the callers choose to be rare.
 func indexFold(b []byte, p string, from int) int {
 	c0 := p[0]
 	c1 := c0
@@ -246,25 +247,36 @@ func (s *keyScanner) scanText(text []byte, depth int) error {
 			return err
 		}
 	}
-	if bytes.Contains(text, trigKty) {
+	// Each pass runs only when its trigger occurs in the text.
+	trig := findTriggers(text, false)
+	if trig&trigJWK != 0 {
 		// A JWK inside other text: walk each JSON object that starts in it.
 		if err := s.scanEmbeddedJSON(text, depth); err != nil {
 			return err
 		}
 	}
-
-	masked, err := s.scanPEM(text, depth)
-	if err != nil {
-		return err
+	var maskBuf [8][2]int
+	masked := maskBuf[:0]
+	if trig&trigPEM != 0 {
+		var err error
+		if masked, err = s.scanPEM(text, masked); err != nil {
+			return err
+		}
 	}
-	if err := s.scanPuTTY(text); err != nil {
-		return err
+	if trig&trigPuTTY != 0 {
+		if err := s.scanPuTTY(text); err != nil {
+			return err
+		}
 	}
-	s.scanAge(text)
-	if err := s.scanBase64(text, masked, depth); err != nil {
-		return err
+	if trig&trigAge != 0 {
+		s.scanAge(text)
 	}
-	if hasPercentEscapes(text) {
+	if trig&trigBase64 != 0 {
+		if err := s.scanBase64(text, masked, depth); err != nil {
+			return err
+		}
+	}
+	if trig&trigPercent != 0 {
 		if dec, ok := percentDecode(text); ok {
 			if err := s.scanText(dec, depth+1); err != nil {
 				return err
@@ -345,19 +357,22 @@ func (s *keyScanner) scanEmbeddedJSON(text []byte, depth int) error {
 // pemMarker is a "-----BEGIN LABEL-----" or "-----END LABEL-----" line.
 type pemMarker struct {
 	begin      bool
-	start, end int    // the whole marker
-	label      string // normalised: upper case, words separated by one space
+	start, end int // the whole marker
+	// label is normalised: upper case, words separated by one space.
+	label    [maxLabelLen]byte
+	labelLen int
 }
+
+func (m *pemMarker) labelBytes() []byte { return m.label[:m.labelLen] }
 
 const maxLabelLen = 80
 
-// findMarkers lists the PEM-style markers of text in order, in one pass.
-func findMarkers(text []byte) []pemMarker {
-	var out []pemMarker
-	for i := 0; ; {
+// nextMarker finds the first PEM-style marker of text at or after from.
+func nextMarker(text []byte, from int, m *pemMarker) bool {
+	for i := from; ; {
 		j := bytes.Index(text[i:], trigDashes)
 		if j < 0 {
-			return out
+			return false
 		}
 		p := i + j
 		q := p
@@ -384,18 +399,19 @@ func findMarkers(text []byte) []pemMarker {
 		if k < 0 {
 			continue
 		}
-		label := normaliseLabel(text[r : r+k])
 		e := r + k
 		for e < len(text) && text[e] == '-' {
 			e++
 		}
-		out = append(out, pemMarker{begin: begin, start: p, end: e, label: label})
-		i = e
+		m.begin, m.start, m.end = begin, p, e
+		m.labelLen = normaliseLabel(m.label[:0], text[r:r+k])
+		return true
 	}
 }
 
-func normaliseLabel(b []byte) string {
-	var sb strings.Builder
+// normaliseLabel appends the label b to dst (which has room for it) in upper case with
+// words separated by one space, and returns its length.
+func normaliseLabel(dst, b []byte) int {
 	space := false
 	for _, c := range b {
 		switch {
@@ -403,61 +419,84 @@ func normaliseLabel(b []byte) string {
 			c -= 32
 			fallthrough
 		case c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '#':
-			if space && sb.Len() > 0 {
-				sb.WriteByte(' ')
+			if space && len(dst) > 0 {
+				dst = append(dst, ' ')
 			}
 			space = false
-			sb.WriteByte(c)
+			dst = append(dst, c)
 		default:
 			space = true
 		}
 	}
-	return sb.String()
+	return len(dst)
 }
 
-// scanPEM finds the PEM-style blocks of text, examines those whose label says private
-// key, and returns the ranges of all blocks so that the base64 scan skips them.
-func (s *keyScanner) scanPEM(text []byte, depth int) ([][2]int, error) {
-	if !bytes.Contains(text, trigDashes) {
-		return nil, nil
-	}
-	markers := findMarkers(text)
-	var masked [][2]int
-	for i := 0; i < len(markers); i++ {
-		m := markers[i]
+// scanPEM finds the PEM-style blocks of text and examines those whose label says
+// private key. It appends to masked the spans of the blocks it recognised, private or
+// public material, which the base64 scan skips; a block of another label is left to
+// the base64 scan.
+func (s *keyScanner) scanPEM(text []byte, masked [][2]int) ([][2]int, error) {
+	var m, end pemMarker
+	ok := nextMarker(text, 0, &m)
+	for ok {
 		if !m.begin {
+			ok = nextMarker(text, m.end, &m)
 			continue
 		}
 		if err := s.candidate(); err != nil {
 			return nil, err
 		}
-		if i+1 >= len(markers) || markers[i+1].begin {
-			continue // no END before the next BEGIN: truncated, not a key
+		if !nextMarker(text, m.end, &end) {
+			break
 		}
-		end := markers[i+1]
-		i++
-		masked = append(masked, [2]int{m.start, end.end})
-		body := text[m.end:end.start]
-		s.examineBlock(m.label, body)
+		if end.begin {
+			m, ok = end, true // no END before the next BEGIN: truncated, not a key
+			continue
+		}
+		label := m.labelBytes()
+		switch {
+		case s.examineBlock(label, text[m.end:end.start]):
+			masked = append(masked, [2]int{m.start, end.end})
+		case isPublicLabel(label) && bytes.Equal(label, end.labelBytes()):
+			masked = append(masked, [2]int{m.start, end.end})
+		}
+		ok = nextMarker(text, end.end, &m)
 	}
 	return masked, nil
 }
 
-func (s *keyScanner) examineBlock(label string, body []byte) {
-	switch {
-	case label == "PGP PRIVATE KEY BLOCK":
-		s.examinePGP(body)
-	case strings.HasPrefix(label, "OPENVPN STATIC KEY"):
-		s.examineOpenVPN(body)
-	case label == "SSH2 ENCRYPTED PRIVATE KEY" || label == "SSH2 PRIVATE KEY":
-		s.examineSSH2(body)
-	case strings.HasSuffix(label, "PRIVATE KEY"):
-		s.examinePrivatePEM(label, body)
+// isPublicLabel recognises the labels of public material: certificates, requests,
+// CRLs, public keys and parameters.
+func isPublicLabel(label []byte) bool {
+	switch string(label) {
+	case "CERTIFICATE", "TRUSTED CERTIFICATE", "X509 CERTIFICATE", "CERTIFICATE REQUEST",
+		"NEW CERTIFICATE REQUEST", "X509 CRL":
+		return true
 	}
+	return bytes.HasSuffix(label, []byte("PUBLIC KEY")) || bytes.HasSuffix(label, []byte("PUBLIC KEY BLOCK")) ||
+		bytes.HasSuffix(label, []byte("PARAMETERS"))
+}
+
+// examineBlock examines a block whose label says it holds a key, and reports whether
+// the label did.
+func (s *keyScanner) examineBlock(label, body []byte) bool {
+	switch {
+	case string(label) == "PGP PRIVATE KEY BLOCK":
+		s.examinePGP(body)
+	case bytes.HasPrefix(label, []byte("OPENVPN STATIC KEY")):
+		s.examineOpenVPN(body)
+	case string(label) == "SSH2 ENCRYPTED PRIVATE KEY" || string(label) == "SSH2 PRIVATE KEY":
+		s.examineSSH2(body)
+	case bytes.HasSuffix(label, []byte("PRIVATE KEY")):
+		s.examinePrivatePEM(label, body)
+	default:
+		return false
+	}
+	return true
 }
 
 // examinePrivatePEM handles every "... PRIVATE KEY" block.
-func (s *keyScanner) examinePrivatePEM(label string, body []byte) {
+func (s *keyScanner) examinePrivatePEM(label, body []byte) {
 	if indexFold(body, "proc-type:", 0) >= 0 {
 		s.examineLegacyEncrypted(label, body)
 		return
@@ -578,7 +617,7 @@ func decodeBase64Loose(buf []byte, url bool) ([]byte, bool) {
 
 // examineLegacyEncrypted handles "Proc-Type: 4,ENCRYPTED" blocks: the payload is
 // ciphertext, so its structure is the cipher's: whole blocks after a DEK-Info header.
-func (s *keyScanner) examineLegacyEncrypted(label string, body []byte) {
+func (s *keyScanner) examineLegacyEncrypted(label, body []byte) {
 	if indexFold(body, "encrypted", 0) < 0 {
 		return
 	}
@@ -617,8 +656,8 @@ func (s *keyScanner) examineLegacyEncrypted(label string, body []byte) {
 		return
 	}
 	kind := KindLegacyEncrypted
-	if alg, _, ok := strings.Cut(label, " "); ok && (alg == "RSA" || alg == "EC" || alg == "DSA") {
-		kind = "encrypted " + alg + " private key (legacy PEM, Proc-Type 4,ENCRYPTED)"
+	if alg, _, ok := bytes.Cut(label, []byte(" ")); ok && (string(alg) == "RSA" || string(alg) == "EC" || string(alg) == "DSA") {
+		kind = "encrypted " + string(alg) + " private key (legacy PEM, Proc-Type 4,ENCRYPTED)"
 	}
 	s.add(kind, sha256.Sum256(ct), false)
 }
