@@ -375,13 +375,27 @@ func (s *keyScanner) scanBase64(text []byte, masked [][2]int, depth int) error {
 		}
 		blob, next := collectBlob(text[:stop], i)
 		if len(blob) >= minBase64Run && !isHex(blob) {
-			if err := s.examineBlob(text[:i], blob, depth); err != nil {
-				return err
+			found := len(s.findings)
+			if afterEscapedBreak(text, i) {
+				// The letter of an escaped line break ("\n") glued to the run.
+				if err := s.examineBlob(text[:i+1], blob[1:], depth); err != nil {
+					return err
+				}
+			}
+			if len(s.findings) == found {
+				if err := s.examineBlob(text[:i], blob, depth); err != nil {
+					return err
+				}
 			}
 		}
 		i = next
 	}
 	return nil
+}
+
+// afterEscapedBreak reports whether text[i] is the letter of an escaped line break.
+func afterEscapedBreak(text []byte, i int) bool {
+	return i > 0 && text[i-1] == '\\' && (text[i] == 'n' || text[i] == 'r')
 }
 
 // collectBlob gathers the base64 characters from i: one run, or several runs separated

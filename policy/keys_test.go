@@ -70,6 +70,23 @@ var keyEncodings = []keyEncoding{
 			return "apiVersion: v1\nkind: Config\nusers:\n- name: admin\n  user:\n    client-certificate-data: " + b64("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n") + "\n    client-key-data: " + b64(k.text) + "\n"
 		},
 		kind: func(k keyFixture) string { return kindPrefixKubeconfig + k.kind }},
+	// Labels are case-insensitive: an age key and a PuTTY key file written in lower case.
+	{name: "lowercase-header", applies: func(k keyFixture) bool { return k.name == "age" || k.name == "putty" },
+		encode: func(k keyFixture) string { return lowercaseHeaders(k.text) }},
+}
+
+// lowercaseHeaders lowers the case of an age key and of PuTTY's header names, leaving
+// PuTTY's base64 as it is.
+func lowercaseHeaders(text string) string {
+	lines := strings.Split(text, "\n")
+	for i, l := range lines {
+		if name, value, ok := strings.Cut(l, ":"); ok && !strings.HasPrefix(l, "#") {
+			lines[i] = strings.ToLower(name) + ":" + value
+		} else if strings.HasPrefix(strings.ToUpper(l), "AGE-SECRET-KEY-") {
+			lines[i] = strings.ToLower(l)
+		}
+	}
+	return strings.Join(lines, "\n")
 }
 
 // keyLocation places a string value in an object.
@@ -364,5 +381,80 @@ func TestKeyDenialMessageNamesFieldKindFingerprintAndRemedy(t *testing.T) {
 	}
 	if !IsFingerprint(findings[0].Fingerprint) {
 		t.Errorf("fingerprint %q does not have the configured form", findings[0].Fingerprint)
+	}
+}
+
+// TestDetectPrivateKeysLowercaseHeaderIsTheOnlyTrigger covers keys whose only trigger
+// is a lower-case header: no PEM dashes and no base64 run long enough to count.
+func TestDetectPrivateKeysLowercaseHeaderIsTheOnlyTrigger(t *testing.T) {
+	var putty keyFixture
+	for _, k := range keyFixtures(t) {
+		if k.name == "putty" {
+			putty = k
+		}
+	}
+	// PuTTY's public lines rewrapped short, so that no base64 run reaches minBase64Run.
+	var short []string
+	for _, l := range strings.Split(lowercaseHeaders(putty.text), "\n") {
+		if len(l) == 64 || strings.HasPrefix(l, "AAAA") {
+			short = append(short, wrap(l, 40))
+			continue
+		}
+		short = append(short, l)
+	}
+	for name, text := range map[string]string{
+		"putty-lowercase-short-lines": strings.Join(short, "\n"),
+		"putty-lowercase-one-line":    strings.ReplaceAll(strings.Join(short, "\n"), "\n", " "),
+	} {
+		t.Run(name, func(t *testing.T) {
+			if hasBase64Run([]byte(text)) {
+				t.Fatalf("case has a base64 run: %q", text)
+			}
+			findings, err := detect(t, keyLocations[0].build(text), "Pod", DefaultConfig())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(findings) != 1 || findings[0].Kind != KindPuTTY || findings[0].Fingerprint != putty.fingerprint() {
+				t.Fatalf("want the PuTTY key, got %+v", findings)
+			}
+		})
+	}
+}
+
+// TestDetectPrivateKeysCertificateBundleHidesNoKey checks that a recognised block of
+// public material is skipped over its own span only: a key anywhere else in the same
+// value is still found.
+func TestDetectPrivateKeysCertificateBundleHidesNoKey(t *testing.T) {
+	fx := keyFixtures(t)
+	rsa := fx[0]
+	bundle := strings.Repeat(publicMaterial(t)["certificate"], 3)
+	headerless := base64.StdEncoding.EncodeToString(rsa.material)
+	for _, c := range []struct {
+		name, value string
+	}{
+		{"key-between-certificates", bundle + rsa.text + bundle},
+		{"base64-key-after-bundle", bundle + b64(rsa.text)},
+		{"base64-key-before-bundle", b64(rsa.text) + "\n" + bundle},
+		{"base64-key-between-certificates", bundle + "\n" + wrap(b64(rsa.text), 64) + "\n" + bundle},
+		{"headerless-der-after-bundle", bundle + headerless},
+		{"base64-key-in-unrecognised-block", bundle + "-----BEGIN BUNDLE PART-----\n" + wrap(b64(rsa.text), 64) + "\n-----END BUNDLE PART-----\n"},
+		{"base64-key-in-certificate-with-other-end", "-----BEGIN CERTIFICATE-----\n" + wrap(b64(rsa.text), 64) + "\n-----END BUNDLE-----\n" + bundle},
+		{"percent-key-after-bundle", bundle + url.QueryEscape(rsa.text)},
+	} {
+		for _, enc := range []string{"literal", "escaped-newlines"} {
+			t.Run(c.name+"/"+enc, func(t *testing.T) {
+				value := c.value
+				if enc == "escaped-newlines" {
+					value = strings.ReplaceAll(value, "\n", `\n`)
+				}
+				findings, err := detect(t, keyLocations[0].build(value), "Pod", DefaultConfig())
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(findings) != 1 || findings[0].Fingerprint != rsa.fingerprint() {
+					t.Fatalf("want the RSA key, got %+v", findings)
+				}
+			})
+		}
 	}
 }

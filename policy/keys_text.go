@@ -89,7 +89,7 @@ func findTriggers(b []byte, first bool) triggerSet {
 			return t
 		}
 	}
-	if bytes.Contains(b, trigKty) {
+	if containsKty(b) {
 		if t |= trigJWK; first {
 			return t
 		}
@@ -98,6 +98,21 @@ func findTriggers(b []byte, first bool) triggerSet {
 		t |= trigPercent
 	}
 	return t
+}
+
+// containsKty is bytes.Contains(b, trigKty) without the setup cost of a general
+// search, which dominates on the short strings that most values are.
+func containsKty(b []byte) bool {
+	for i := 0; ; {
+		k := bytes.IndexByte(b[i:], 'k')
+		if k < 0 {
+			return false
+		}
+		i += k + 1
+		if i+2 <= len(b) && b[i] == 't' && b[i+1] == 'y' {
+			return true
+		}
+	}
 }
 
 // indexFold returns the first index from from of the lowercase ASCII pattern p in b, in
