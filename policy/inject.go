@@ -31,7 +31,7 @@ const (
 
 // InjectionInput is everything the injector decides from.
 type InjectionInput struct {
-	Pod *corev1.Pod
+	Pod *InjectionPod
 	// Namespace is the pod's namespace (the request's, for a pod that names none).
 	Namespace string
 	// NamespaceObject is the Namespace, for its labels. Nil means it is not known and
@@ -72,7 +72,7 @@ type InjectionSummary struct {
 
 // IsSandboxPod reports whether pod is selected for injection: it carries the sandbox
 // label or the inject label set to "true", and not the inject label set to "false".
-func IsSandboxPod(pod *corev1.Pod, cfg *Config) bool {
+func IsSandboxPod(pod *InjectionPod, cfg *Config) bool {
 	l := pod.Labels
 	if l[cfg.Sandboxes.InjectLabel] == "false" {
 		return false
@@ -125,27 +125,27 @@ func (j *injector) run() InjectionDecision {
 		{Name: cfg.Inference.Env, Value: inference},
 	}
 
-	j.volume(pod.Spec.Volumes)
-	if pod.Spec.ServiceAccountName == "" {
+	j.volume(pod.Volumes)
+	if pod.ServiceAccountName == "" {
 		// A token projection needs a ServiceAccount. The API server's ServiceAccount
 		// admission plugin normally sets it first; without that plugin, set the same.
-		sa := pod.Spec.DeprecatedServiceAccount
+		sa := pod.DeprecatedServiceAccount
 		if sa == "" {
 			sa = "default"
 		}
 		j.add("/spec/serviceAccountName", sa)
 	}
 	var mounted []string
-	for i := range pod.Spec.InitContainers {
-		c := &pod.Spec.InitContainers[i]
+	for i := range pod.InitContainers {
+		c := &pod.InitContainers[i]
 		if j.selected(c.Name) {
 			j.container(c, "/spec/initContainers/"+strconv.Itoa(i), fmt.Sprintf("spec.initContainers[%d]", i), managed)
 			mounted = append(mounted, "init:"+c.Name)
 		}
 		j.pullPolicy(c, "/spec/initContainers/"+strconv.Itoa(i))
 	}
-	for i := range pod.Spec.Containers {
-		c := &pod.Spec.Containers[i]
+	for i := range pod.Containers {
+		c := &pod.Containers[i]
 		if j.selected(c.Name) {
 			j.container(c, "/spec/containers/"+strconv.Itoa(i), fmt.Sprintf("spec.containers[%d]", i), managed)
 			mounted = append(mounted, c.Name)
@@ -296,7 +296,7 @@ func (j *injector) volume(volumes []corev1.Volume) {
 	}
 }
 
-func (j *injector) container(c *corev1.Container, path, field string, managed []corev1.EnvVar) {
+func (j *injector) container(c *InjectionContainer, path, field string, managed []corev1.EnvVar) {
 	t := j.cfg.Token
 	mount := corev1.VolumeMount{Name: t.VolumeName, MountPath: t.MountPath, ReadOnly: true}
 	found := false
@@ -339,7 +339,7 @@ func (j *injector) container(c *corev1.Container, path, field string, managed []
 			continue
 		}
 		seen[k] = true
-		if e.Value != managed[k].Value || e.ValueFrom != nil {
+		if e.Value != managed[k].Value || e.ValueFrom {
 			j.patch = append(j.patch, jsonpatch.Operation{Operation: "replace", Path: path + "/env/" + strconv.Itoa(i), Value: managed[k]})
 			j.replaced = append(j.replaced, e.Name)
 		}
@@ -365,7 +365,7 @@ func (j *injector) container(c *corev1.Container, path, field string, managed []
 	}
 }
 
-func (j *injector) pullPolicy(c *corev1.Container, path string) {
+func (j *injector) pullPolicy(c *InjectionContainer, path string) {
 	want := j.cfg.ImagePullPolicy
 	if want == "" || c.ImagePullPolicy == want {
 		return

@@ -23,7 +23,7 @@ func benchSandboxPod(env int) *corev1.Pod {
 // benchmarkInject measures the decision alone (no JSON decoding or encoding).
 func benchmarkInject(b *testing.B, env int) {
 	cfg := DefaultConfig()
-	in := InjectionInput{Pod: benchSandboxPod(env), Namespace: "team-a", Credential: InferenceCredential{State: CredentialUsable}}
+	in := InjectionInput{Pod: NewInjectionPod(benchSandboxPod(env)), Namespace: "team-a", Credential: InferenceCredential{State: CredentialUsable}}
 	for b.Loop() {
 		if d := Inject(in, cfg); len(d.Patch) == 0 {
 			b.Fatal("empty patch")

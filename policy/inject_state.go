@@ -33,7 +33,7 @@ func (s *OfflineState) AddSecret(secret *corev1.Secret) {
 func (s *OfflineState) Input(pod *corev1.Pod, cfg *Config) InjectionInput {
 	ns := objectNamespace(pod.Namespace)
 	return InjectionInput{
-		Pod:             pod,
+		Pod:             NewInjectionPod(pod),
 		Namespace:       ns,
 		NamespaceObject: s.namespaces[ns],
 		Credential:      ClassifyInferenceCredentials(s.secrets[ns], cfg),

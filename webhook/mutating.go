@@ -18,7 +18,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
-	sigsjson "sigs.k8s.io/json"
 
 	"github.com/sandbox-webhook/sandbox-webhook/policy"
 )
@@ -93,15 +92,15 @@ func (h *SandboxPodInjector) Handle(ctx context.Context, req admission.Request) 
 	if req.Operation != admissionv1.Create || req.Kind.Kind != "Pod" || req.SubResource != "" {
 		return h.done("ignored", admission.Allowed(""))
 	}
-	pod := &corev1.Pod{}
-	if err := sigsjson.UnmarshalCaseSensitivePreserveInts(req.Object.Raw, pod); err != nil {
+	pod, err := decodeInjectionPod(string(req.Object.Raw), h.cfg)
+	if err != nil {
 		return h.done("error", admission.Errored(http.StatusBadRequest, fmt.Errorf("decoding the pod: %w", err)))
 	}
 	return h.handlePod(ctx, req.Namespace, pod)
 }
 
 // handlePod decides for a decoded pod of a CREATE request in namespace nsName.
-func (h *SandboxPodInjector) handlePod(ctx context.Context, nsName string, pod *corev1.Pod) admission.Response {
+func (h *SandboxPodInjector) handlePod(ctx context.Context, nsName string, pod *policy.InjectionPod) admission.Response {
 	if !policy.IsSandboxPod(pod, h.cfg) {
 		return h.done(string(policy.OutcomeNotSandbox), admission.Allowed(""))
 	}

@@ -1,62 +1,67 @@
 package webhook
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"mime"
 	"net/http"
+	"slices"
+	"strconv"
+	"unicode/utf16"
+	"unicode/utf8"
 
+	"gomodules.xyz/jsonpatch/v2"
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 	sigsjson "sigs.k8s.io/json"
+
+	"github.com/sandbox-webhook/sandbox-webhook/policy"
 )
 
 // maxReviewBytes bounds a request body, as the API server bounds objects.
 const maxReviewBytes = 7 << 20
 
-// podAdmissionReview is an AdmissionReview v1 whose object decodes straight into a Pod:
-// one decoding pass over the request instead of one for the review and one for its raw
-// object. Fields the handler does not use (oldObject, userInfo, options) are skipped.
-type podAdmissionReview struct {
-	metav1.TypeMeta `json:",inline"`
-	Request         *podAdmissionRequest `json:"request"`
-}
-
+// podAdmissionRequest is the part of an AdmissionReview v1 request the handler reads.
+// Object is the pod's JSON, still undecoded: only CREATEs of pods need it.
 type podAdmissionRequest struct {
-	UID         types.UID                   `json:"uid"`
-	Kind        metav1.GroupVersionKind     `json:"kind"`
-	Resource    metav1.GroupVersionResource `json:"resource"`
-	SubResource string                      `json:"subResource,omitempty"`
-	Namespace   string                      `json:"namespace,omitempty"`
-	Operation   admissionv1.Operation       `json:"operation"`
-	Object      *corev1.Pod                 `json:"object,omitempty"`
+	UID         types.UID
+	Kind        string
+	SubResource string
+	Namespace   string
+	Operation   admissionv1.Operation
+	Object      string
 }
 
 // ServeHTTP answers AdmissionReview v1 requests for pods.
 func (h *SandboxPodInjector) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	review, err := readPodReview(r)
+	req, err := readPodReview(r)
 	if err != nil {
 		h.metrics.requests.WithLabelValues("error").Inc()
 		writeReview(w, "", admission.Errored(http.StatusBadRequest, err))
 		return
 	}
-	req := review.Request
 	var resp admission.Response
 	switch {
-	case req.Operation != admissionv1.Create || req.Kind.Kind != "Pod" || req.SubResource != "" || req.Object == nil:
+	case req.Operation != admissionv1.Create || req.Kind != "Pod" || req.SubResource != "" || req.Object == "":
 		resp = h.done("ignored", admission.Allowed(""))
 	default:
-		resp = h.handlePod(r.Context(), req.Namespace, req.Object)
+		pod, err := decodeInjectionPod(req.Object, h.cfg)
+		if err != nil {
+			resp = h.done("error", admission.Errored(http.StatusBadRequest, fmt.Errorf("decoding the pod: %w", err)))
+			break
+		}
+		resp = h.handlePod(r.Context(), req.Namespace, pod)
 	}
 	writeReview(w, req.UID, resp)
 }
 
-func readPodReview(r *http.Request) (*podAdmissionReview, error) {
+func readPodReview(r *http.Request) (*podAdmissionRequest, error) {
 	if r.Method != http.MethodPost {
 		return nil, fmt.Errorf("method %s: admission reviews are POSTed", r.Method)
 	}
@@ -70,33 +75,811 @@ func readPodReview(r *http.Request) (*podAdmissionReview, error) {
 	if len(body) > maxReviewBytes {
 		return nil, fmt.Errorf("request larger than %d bytes", maxReviewBytes)
 	}
-	review := &podAdmissionReview{}
-	if err := sigsjson.UnmarshalCaseSensitivePreserveInts(body, review); err != nil {
-		return nil, fmt.Errorf("decoding the admission review: %w", err)
-	}
-	if review.APIVersion != admissionv1.SchemeGroupVersion.String() || review.Kind != "AdmissionReview" {
-		return nil, fmt.Errorf("%s %s: want an AdmissionReview of %s", review.APIVersion, review.Kind, admissionv1.SchemeGroupVersion)
-	}
-	if review.Request == nil {
-		return nil, errors.New("admission review without a request")
-	}
-	return review, nil
+	// One copy into a string: every string of the review and the pod is a substring of it.
+	return decodePodReview(string(body))
 }
 
+// decodePodReview reads an AdmissionReview v1 without decoding its object.
+func decodePodReview(body string) (*podAdmissionRequest, error) {
+	var apiVersion, kind string
+	var req *podAdmissionRequest
+	d := jsonDecoder{s: body}
+	err := d.document(func() error {
+		return d.object(func(key string) error {
+			switch key {
+			case "apiVersion":
+				return d.stringInto(&apiVersion)
+			case "kind":
+				return d.stringInto(&kind)
+			case "request":
+				if d.null() {
+					req = nil
+					return nil
+				}
+				if req == nil {
+					req = &podAdmissionRequest{}
+				}
+				return d.admissionRequest(req)
+			}
+			return d.skip()
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("decoding the admission review: %w", err)
+	}
+	if apiVersion != admissionv1.SchemeGroupVersion.String() || kind != "AdmissionReview" {
+		return nil, fmt.Errorf("%s %s: want an AdmissionReview of %s", apiVersion, kind, admissionv1.SchemeGroupVersion)
+	}
+	if req == nil {
+		return nil, errors.New("admission review without a request")
+	}
+	return req, nil
+}
+
+func (d *jsonDecoder) admissionRequest(req *podAdmissionRequest) error {
+	return d.object(func(key string) error {
+		switch key {
+		case "uid":
+			return d.stringInto((*string)(&req.UID))
+		case "kind":
+			return d.object(func(key string) error {
+				if key == "kind" {
+					return d.stringInto(&req.Kind)
+				}
+				return d.skip()
+			})
+		case "subResource":
+			return d.stringInto(&req.SubResource)
+		case "namespace":
+			return d.stringInto(&req.Namespace)
+		case "operation":
+			return d.stringInto((*string)(&req.Operation))
+		case "object":
+			start := d.skipSpace()
+			if d.null() {
+				req.Object = ""
+				return nil
+			}
+			if err := d.skip(); err != nil {
+				return err
+			}
+			req.Object = d.s[start:d.i]
+			return nil
+		}
+		return d.skip()
+	})
+}
+
+// decodeInjectionPod reads what policy.Inject needs from a pod's JSON, and skips the
+// rest. Field names match exactly, as the API server matches them: a field the API
+// server ignores ("Env", "ENV") is ignored here too. Volumes and mounts that could be
+// the token's are decoded whole, so that policy compares all of their content.
+func decodeInjectionPod(raw string, cfg *policy.Config) (*policy.InjectionPod, error) {
+	pod := &policy.InjectionPod{}
+	d := jsonDecoder{s: raw}
+	err := d.document(func() error {
+		return d.object(func(key string) error {
+			switch key {
+			case "metadata":
+				return d.object(func(key string) error {
+					switch key {
+					case "namespace":
+						return d.stringInto(&pod.Namespace)
+					case "labels":
+						return d.stringMap(&pod.Labels)
+					case "annotations":
+						return d.stringMap(&pod.Annotations)
+					}
+					return d.skip()
+				})
+			case "spec":
+				return d.object(func(key string) error {
+					switch key {
+					case "serviceAccountName":
+						return d.stringInto(&pod.ServiceAccountName)
+					case "serviceAccount":
+						return d.stringInto(&pod.DeprecatedServiceAccount)
+					case "volumes":
+						return d.volumes(&pod.Volumes, cfg)
+					case "initContainers":
+						return d.containers(&pod.InitContainers, cfg)
+					case "containers":
+						return d.containers(&pod.Containers, cfg)
+					}
+					return d.skip()
+				})
+			}
+			return d.skip()
+		})
+	})
+	if err != nil {
+		return nil, err
+	}
+	return pod, nil
+}
+
+func (d *jsonDecoder) volumes(dst *[]corev1.Volume, cfg *policy.Config) error {
+	if d.null() {
+		*dst = nil
+		return nil
+	}
+	vs := (*dst)[:0]
+	err := d.array(func() error {
+		var v corev1.Volume
+		start := d.skipSpace()
+		if err := d.object(func(key string) error {
+			if key == "name" {
+				return d.stringInto(&v.Name)
+			}
+			return d.skip()
+		}); err != nil {
+			return err
+		}
+		if v.Name == cfg.Token.VolumeName {
+			v = corev1.Volume{}
+			if err := sigsjson.UnmarshalCaseSensitivePreserveInts([]byte(d.s[start:d.i]), &v); err != nil {
+				return fmt.Errorf("volume %q: %w", cfg.Token.VolumeName, err)
+			}
+		}
+		vs = append(vs, v)
+		return nil
+	})
+	*dst = vs
+	return err
+}
+
+func (d *jsonDecoder) containers(dst *[]policy.InjectionContainer, cfg *policy.Config) error {
+	if d.null() {
+		*dst = nil
+		return nil
+	}
+	cs := (*dst)[:0]
+	err := d.array(func() error {
+		var c policy.InjectionContainer
+		err := d.object(func(key string) error {
+			switch key {
+			case "name":
+				return d.stringInto(&c.Name)
+			case "imagePullPolicy":
+				return d.stringInto((*string)(&c.ImagePullPolicy))
+			case "env":
+				return d.env(&c.Env)
+			case "volumeMounts":
+				return d.volumeMounts(&c.VolumeMounts, cfg)
+			}
+			return d.skip()
+		})
+		cs = append(cs, c)
+		return err
+	})
+	*dst = cs
+	return err
+}
+
+func (d *jsonDecoder) env(dst *[]policy.InjectionEnvVar) error {
+	if d.null() {
+		*dst = nil
+		return nil
+	}
+	env := (*dst)[:0]
+	err := d.array(func() error {
+		var e policy.InjectionEnvVar
+		err := d.object(func(key string) error {
+			switch key {
+			case "name":
+				return d.stringInto(&e.Name)
+			case "value":
+				return d.stringInto(&e.Value)
+			case "valueFrom":
+				e.ValueFrom = !d.null()
+				if !e.ValueFrom {
+					return nil
+				}
+				return d.object(func(string) error { return d.skip() })
+			}
+			return d.skip()
+		})
+		env = append(env, e)
+		return err
+	})
+	*dst = env
+	return err
+}
+
+func (d *jsonDecoder) volumeMounts(dst *[]corev1.VolumeMount, cfg *policy.Config) error {
+	if d.null() {
+		*dst = nil
+		return nil
+	}
+	ms := (*dst)[:0]
+	err := d.array(func() error {
+		var m corev1.VolumeMount
+		start := d.skipSpace()
+		if err := d.object(func(key string) error {
+			switch key {
+			case "name":
+				return d.stringInto(&m.Name)
+			case "mountPath":
+				return d.stringInto(&m.MountPath)
+			}
+			return d.skip()
+		}); err != nil {
+			return err
+		}
+		if m.Name == cfg.Token.VolumeName || m.MountPath == cfg.Token.MountPath {
+			m = corev1.VolumeMount{}
+			if err := sigsjson.UnmarshalCaseSensitivePreserveInts([]byte(d.s[start:d.i]), &m); err != nil {
+				return fmt.Errorf("volume mount of %q: %w", cfg.Token.VolumeName, err)
+			}
+		}
+		ms = append(ms, m)
+		return nil
+	})
+	*dst = ms
+	return err
+}
+
+// jsonDecoder walks a JSON document in place. It checks the syntax of everything,
+// including what it skips, and the types of what it reads; it reads strings as
+// encoding/json does (invalid UTF-8 and lone surrogates become U+FFFD), and returns
+// substrings of the document where no unescaping is needed.
+type jsonDecoder struct {
+	s string
+	i int
+}
+
+func (d *jsonDecoder) errorf(format string, args ...any) error {
+	return fmt.Errorf("offset %d: %s", d.i, fmt.Sprintf(format, args...))
+}
+
+// document reads one value with value, then expects the end of the input.
+func (d *jsonDecoder) document(value func() error) error {
+	if err := value(); err != nil {
+		return err
+	}
+	if d.skipSpace(); d.i != len(d.s) {
+		return d.errorf("data after the top-level value")
+	}
+	return nil
+}
+
+// skipSpace moves past white space and returns the offset of the next value.
+func (d *jsonDecoder) skipSpace() int {
+	for d.i < len(d.s) {
+		switch d.s[d.i] {
+		case ' ', '\t', '\n', '\r':
+			d.i++
+		default:
+			return d.i
+		}
+	}
+	return d.i
+}
+
+// null consumes a null literal if one comes next.
+func (d *jsonDecoder) null() bool {
+	d.skipSpace()
+	if len(d.s)-d.i >= 4 && d.s[d.i:d.i+4] == "null" {
+		d.i += 4
+		return true
+	}
+	return false
+}
+
+// object calls member for each member of an object (nothing for null); member must
+// consume the value.
+func (d *jsonDecoder) object(member func(key string) error) error {
+	if d.null() {
+		return nil
+	}
+	if d.i >= len(d.s) || d.s[d.i] != '{' {
+		return d.errorf("want an object")
+	}
+	d.i++
+	if d.skipSpace(); d.i < len(d.s) && d.s[d.i] == '}' {
+		d.i++
+		return nil
+	}
+	for {
+		if d.skipSpace(); d.i >= len(d.s) || d.s[d.i] != '"' {
+			return d.errorf("want an object key")
+		}
+		key, err := d.str()
+		if err != nil {
+			return err
+		}
+		if d.skipSpace(); d.i >= len(d.s) || d.s[d.i] != ':' {
+			return d.errorf("want ':' after an object key")
+		}
+		d.i++
+		if err := member(key); err != nil {
+			return err
+		}
+		d.skipSpace()
+		if d.i >= len(d.s) {
+			return d.errorf("unterminated object")
+		}
+		switch d.s[d.i] {
+		case ',':
+			d.i++
+		case '}':
+			d.i++
+			return nil
+		default:
+			return d.errorf("want ',' or '}' in an object")
+		}
+	}
+}
+
+// array calls elem for each element of an array, which must consume it.
+func (d *jsonDecoder) array(elem func() error) error {
+	if d.skipSpace(); d.i >= len(d.s) || d.s[d.i] != '[' {
+		return d.errorf("want an array")
+	}
+	d.i++
+	if d.skipSpace(); d.i < len(d.s) && d.s[d.i] == ']' {
+		d.i++
+		return nil
+	}
+	for {
+		if err := elem(); err != nil {
+			return err
+		}
+		d.skipSpace()
+		if d.i >= len(d.s) {
+			return d.errorf("unterminated array")
+		}
+		switch d.s[d.i] {
+		case ',':
+			d.i++
+		case ']':
+			d.i++
+			return nil
+		default:
+			return d.errorf("want ',' or ']' in an array")
+		}
+	}
+}
+
+// stringInto reads a string into dst; null leaves dst as it is, as in encoding/json.
+func (d *jsonDecoder) stringInto(dst *string) error {
+	if d.null() {
+		return nil
+	}
+	if d.i >= len(d.s) || d.s[d.i] != '"' {
+		return d.errorf("want a string")
+	}
+	s, err := d.str()
+	*dst = s
+	return err
+}
+
+// stringMap reads an object of strings into dst, adding to a map already there; null
+// sets dst to nil.
+func (d *jsonDecoder) stringMap(dst *map[string]string) error {
+	if d.null() {
+		*dst = nil
+		return nil
+	}
+	if *dst == nil {
+		*dst = map[string]string{}
+	}
+	m := *dst
+	return d.object(func(key string) error {
+		var v string
+		err := d.stringInto(&v)
+		m[key] = v
+		return err
+	})
+}
+
+// skip moves past one value.
+func (d *jsonDecoder) skip() error {
+	d.skipSpace()
+	if d.i >= len(d.s) {
+		return d.errorf("unexpected end of input")
+	}
+	switch c := d.s[d.i]; {
+	case c == '{':
+		return d.object(func(string) error { return d.skip() })
+	case c == '[':
+		return d.array(d.skip)
+	case c == '"':
+		_, err := d.str()
+		return err
+	case c == 't':
+		return d.literal("true")
+	case c == 'f':
+		return d.literal("false")
+	case c == 'n':
+		return d.literal("null")
+	case c == '-' || c >= '0' && c <= '9':
+		return d.number()
+	}
+	return d.errorf("unexpected character %q", d.s[d.i])
+}
+
+func (d *jsonDecoder) literal(lit string) error {
+	if len(d.s)-d.i < len(lit) || d.s[d.i:d.i+len(lit)] != lit {
+		return d.errorf("invalid literal")
+	}
+	d.i += len(lit)
+	return nil
+}
+
+// number moves past a number of the JSON grammar.
+func (d *jsonDecoder) number() error {
+	digits := func() int {
+		n := 0
+		for d.i < len(d.s) && d.s[d.i] >= '0' && d.s[d.i] <= '9' {
+			d.i++
+			n++
+		}
+		return n
+	}
+	if d.s[d.i] == '-' {
+		d.i++
+	}
+	switch {
+	case d.i < len(d.s) && d.s[d.i] == '0':
+		d.i++
+	case digits() == 0:
+		return d.errorf("invalid number")
+	}
+	if d.i < len(d.s) && d.s[d.i] == '.' {
+		d.i++
+		if digits() == 0 {
+			return d.errorf("invalid number")
+		}
+	}
+	if d.i < len(d.s) && (d.s[d.i] == 'e' || d.s[d.i] == 'E') {
+		d.i++
+		if d.i < len(d.s) && (d.s[d.i] == '+' || d.s[d.i] == '-') {
+			d.i++
+		}
+		if digits() == 0 {
+			return d.errorf("invalid number")
+		}
+	}
+	return nil
+}
+
+// str reads the string at d.i (an opening quote).
+func (d *jsonDecoder) str() (string, error) {
+	start := d.i + 1
+	plain := true
+	for i := start; i < len(d.s); i++ {
+		switch c := d.s[i]; {
+		case c == '"':
+			d.i = i + 1
+			if plain || utf8.ValidString(d.s[start:i]) {
+				return d.s[start:i], nil
+			}
+			return unquote(d.s[start:i]), nil
+		case c == '\\':
+			end, err := d.escapedStringEnd(i)
+			if err != nil {
+				return "", err
+			}
+			d.i = end + 1
+			return unquote(d.s[start:end]), nil
+		case c < 0x20:
+			d.i = i
+			return "", d.errorf("control character in a string")
+		case c >= utf8.RuneSelf:
+			plain = false
+		}
+	}
+	d.i = len(d.s)
+	return "", d.errorf("unterminated string")
+}
+
+// escapedStringEnd returns the offset of the closing quote of a string with escapes,
+// from the first backslash at i.
+func (d *jsonDecoder) escapedStringEnd(i int) (int, error) {
+	for i < len(d.s) {
+		switch c := d.s[i]; {
+		case c == '"':
+			return i, nil
+		case c == '\\':
+			if i+1 >= len(d.s) {
+				break
+			}
+			switch d.s[i+1] {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+				i += 2
+				continue
+			case 'u':
+				if i+6 <= len(d.s) && hex4(d.s[i+2:i+6]) >= 0 {
+					i += 6
+					continue
+				}
+			}
+			d.i = i
+			return 0, d.errorf("invalid escape in a string")
+		case c < 0x20:
+			d.i = i
+			return 0, d.errorf("control character in a string")
+		default:
+			i++
+		}
+	}
+	d.i = len(d.s)
+	return 0, d.errorf("unterminated string")
+}
+
+func hex4(s string) rune {
+	var r rune
+	for i := range 4 {
+		c := s[i]
+		switch {
+		case c >= '0' && c <= '9':
+			c -= '0'
+		case c >= 'a' && c <= 'f':
+			c = c - 'a' + 10
+		case c >= 'A' && c <= 'F':
+			c = c - 'A' + 10
+		default:
+			return -1
+		}
+		r = r*16 + rune(c)
+	}
+	return r
+}
+
+// unquote unescapes the validated content of a string as encoding/json does.
+func unquote(s string) string {
+	b := make([]byte, 0, len(s)+2*utf8.UTFMax)
+	for i := 0; i < len(s); {
+		c := s[i]
+		switch {
+		case c == '\\':
+			switch s[i+1] {
+			case 'b':
+				b = append(b, '\b')
+			case 'f':
+				b = append(b, '\f')
+			case 'n':
+				b = append(b, '\n')
+			case 'r':
+				b = append(b, '\r')
+			case 't':
+				b = append(b, '\t')
+			case 'u':
+				r := hex4(s[i+2:])
+				i += 6
+				if utf16.IsSurrogate(r) {
+					if i+6 <= len(s) && s[i] == '\\' && s[i+1] == 'u' {
+						if dec := utf16.DecodeRune(r, hex4(s[i+2:])); dec != utf8.RuneError {
+							b = utf8.AppendRune(b, dec)
+							i += 6
+							continue
+						}
+					}
+					r = utf8.RuneError
+				}
+				b = utf8.AppendRune(b, r)
+				continue
+			default: // '"', '\\', '/'
+				b = append(b, s[i+1])
+			}
+			i += 2
+		case c < utf8.RuneSelf:
+			b = append(b, c)
+			i++
+		default:
+			r, size := utf8.DecodeRuneInString(s[i:])
+			if r == utf8.RuneError && size == 1 {
+				b = utf8.AppendRune(b, utf8.RuneError)
+			} else {
+				b = append(b, s[i:i+size]...)
+			}
+			i += size
+		}
+	}
+	return string(b)
+}
+
+// writeReview answers with the AdmissionReview of resp, encoded as encoding/json
+// encodes admissionv1.AdmissionReview.
 func writeReview(w http.ResponseWriter, uid types.UID, resp admission.Response) {
-	if err := resp.Complete(admission.Request{AdmissionRequest: admissionv1.AdmissionRequest{UID: uid}}); err != nil {
+	resp.UID = uid
+	if resp.Result == nil {
+		resp.Result = &metav1.Status{}
+	}
+	if resp.Result.Code == 0 {
+		resp.Result.Code = http.StatusOK
+	}
+	b, err := appendReview(make([]byte, 0, 1024), &resp)
+	if err != nil {
 		resp = admission.Errored(http.StatusInternalServerError, err)
 		resp.UID = uid
-	}
-	out := admissionv1.AdmissionReview{
-		TypeMeta: metav1.TypeMeta{APIVersion: admissionv1.SchemeGroupVersion.String(), Kind: "AdmissionReview"},
-		Response: &resp.AdmissionResponse,
-	}
-	b, err := json.Marshal(out)
-	if err != nil {
-		http.Error(w, "encoding the admission response", http.StatusInternalServerError)
-		return
+		if b, err = appendReview(b[:0], &resp); err != nil {
+			http.Error(w, "encoding the admission response", http.StatusInternalServerError)
+			return
+		}
 	}
 	w.Header().Set("Content-Type", "application/json")
 	_, _ = w.Write(b)
+}
+
+func appendReview(b []byte, resp *admission.Response) ([]byte, error) {
+	b = append(b, `{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1","response":{"uid":`...)
+	b = appendJSONString(b, string(resp.UID))
+	b = append(b, `,"allowed":`...)
+	b = strconv.AppendBool(b, resp.Allowed)
+	if resp.Result != nil {
+		b = append(b, `,"status":`...)
+		var err error
+		if b, err = appendStatus(b, resp.Result); err != nil {
+			return b, err
+		}
+	}
+	if len(resp.Patches) > 0 {
+		patch, err := appendPatch(make([]byte, 0, 512), resp.Patches)
+		if err != nil {
+			return b, fmt.Errorf("encoding the patch: %w", err)
+		}
+		b = append(b, `,"patch":"`...)
+		b = base64.StdEncoding.AppendEncode(b, patch)
+		b = append(b, `","patchType":"JSONPatch"`...)
+	}
+	if len(resp.AuditAnnotations) > 0 {
+		b = append(b, `,"auditAnnotations":{`...)
+		keys := make([]string, 0, len(resp.AuditAnnotations))
+		for k := range resp.AuditAnnotations {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		for i, k := range keys {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendJSONString(b, k)
+			b = append(b, ':')
+			b = appendJSONString(b, resp.AuditAnnotations[k])
+		}
+		b = append(b, '}')
+	}
+	if len(resp.Warnings) > 0 {
+		b = append(b, `,"warnings":[`...)
+		for i, w := range resp.Warnings {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendJSONString(b, w)
+		}
+		b = append(b, ']')
+	}
+	return append(b, "}}"...), nil
+}
+
+// appendStatus encodes the usual Status of a response (a code, a message, a reason) by
+// hand, anything more with encoding/json.
+func appendStatus(b []byte, s *metav1.Status) ([]byte, error) {
+	if s.TypeMeta != (metav1.TypeMeta{}) || s.ListMeta.SelfLink != "" || s.ListMeta.ResourceVersion != "" ||
+		s.ListMeta.Continue != "" || s.ListMeta.RemainingItemCount != nil || s.Details != nil {
+		raw, err := json.Marshal(s)
+		return append(b, raw...), err
+	}
+	b = append(b, `{"metadata":{}`...)
+	if s.Status != "" {
+		b = append(b, `,"status":`...)
+		b = appendJSONString(b, s.Status)
+	}
+	if s.Message != "" {
+		b = append(b, `,"message":`...)
+		b = appendJSONString(b, s.Message)
+	}
+	if s.Reason != "" {
+		b = append(b, `,"reason":`...)
+		b = appendJSONString(b, string(s.Reason))
+	}
+	if s.Code != 0 {
+		b = append(b, `,"code":`...)
+		b = strconv.AppendInt(b, int64(s.Code), 10)
+	}
+	return append(b, '}'), nil
+}
+
+// appendPatch encodes ops as json.Marshal does; env vars and strings, the values of
+// most operations, by hand.
+func appendPatch(b []byte, ops []jsonpatch.Operation) ([]byte, error) {
+	b = append(b, '[')
+	for i := range ops {
+		op := &ops[i]
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"op":`...)
+		b = appendJSONString(b, op.Operation)
+		b = append(b, `,"path":`...)
+		b = appendJSONString(b, op.Path)
+		switch v := op.Value.(type) {
+		case nil:
+			if op.Operation == "add" || op.Operation == "replace" {
+				b = append(b, `,"value":null`...)
+			}
+		case string:
+			b = append(b, `,"value":`...)
+			b = appendJSONString(b, v)
+		case corev1.EnvVar:
+			if v.ValueFrom != nil {
+				raw, err := json.Marshal(v)
+				if err != nil {
+					return b, err
+				}
+				b = append(append(b, `,"value":`...), raw...)
+				break
+			}
+			b = append(b, `,"value":{"name":`...)
+			b = appendJSONString(b, v.Name)
+			if v.Value != "" {
+				b = append(b, `,"value":`...)
+				b = appendJSONString(b, v.Value)
+			}
+			b = append(b, '}')
+		default:
+			raw, err := json.Marshal(v)
+			if err != nil {
+				return b, err
+			}
+			b = append(append(b, `,"value":`...), raw...)
+		}
+		b = append(b, '}')
+	}
+	return append(b, ']'), nil
+}
+
+const hexDigits = "0123456789abcdef"
+
+// appendJSONString quotes s as encoding/json does, HTML-safe.
+func appendJSONString(b []byte, s string) []byte {
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
+				i++
+				continue
+			}
+			b = append(b, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				b = append(b, '\\', c)
+			case '\b':
+				b = append(b, '\\', 'b')
+			case '\f':
+				b = append(b, '\\', 'f')
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && size == 1:
+			b = append(b, s[start:i]...)
+			b = append(b, `\ufffd`...)
+		case r == '\u2028' || r == '\u2029':
+			b = append(b, s[start:i]...)
+			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xf])
+		default:
+			i += size
+			continue
+		}
+		i += size
+		start = i
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
 }
