@@ -160,14 +160,16 @@ func (w *jsonWalker) value(i, nesting int) (int, error) {
 	case c == '[':
 		return w.array(i, nesting+1)
 	case c == '"':
-		end, escaped, err := w.stringEnd(i)
+		end, esc, err := w.stringEnd(i)
 		if err != nil {
 			return i, err
 		}
 		body := w.b[i+1 : end-1]
 		if len(body) >= minKeyValueLen && mayHoldKey(body) {
+			// Every pass reads "\n" and "\r" as line breaks, so a value with no
+			// other escapes is scanned as it is.
 			text := body
-			if escaped {
+			if esc == otherEscapes {
 				if text, err = unescapeJSON(body); err != nil {
 					return i, err
 				}
@@ -200,11 +202,20 @@ func (w *jsonWalker) literal(i int, lit string) (int, error) {
 	return i + len(lit), nil
 }
 
+// stringEscapes says which escapes a JSON string holds.
+type stringEscapes uint8
+
+const (
+	noEscapes        stringEscapes = iota
+	lineBreakEscapes               // only \n and \r
+	otherEscapes
+)
+
 // stringEnd returns the index just past the closing quote of the string at i, and
-// whether the string holds escapes. It looks at eight bytes at a time for a quote or a
+// which escapes the string holds. It looks at eight bytes at a time for a quote or a
 // backslash: most strings in an object are short, and a call per string to a
 // vectorised search costs more than the search.
-func (w *jsonWalker) stringEnd(i int) (end int, escaped bool, err error) {
+func (w *jsonWalker) stringEnd(i int) (end int, esc stringEscapes, err error) {
 	b := w.b
 	j := i + 1
 	for {
@@ -220,12 +231,19 @@ func (w *jsonWalker) stringEnd(i int) (end int, escaped bool, err error) {
 			j++
 		}
 		if j >= len(b) {
-			return 0, false, errNotJSON
+			return 0, esc, errNotJSON
 		}
 		if b[j] == '"' {
-			return j + 1, escaped, nil
+			return j + 1, esc, nil
 		}
-		escaped = true
+		if j+1 >= len(b) {
+			return 0, esc, errNotJSON
+		}
+		if c := b[j+1]; (c == 'n' || c == 'r') && esc == noEscapes {
+			esc = lineBreakEscapes
+		} else if c != 'n' && c != 'r' {
+			esc = otherEscapes
+		}
 		j += 2
 	}
 }
@@ -265,12 +283,12 @@ func (w *jsonWalker) object(i, nesting int) (int, error) {
 		if i >= len(w.b) || w.b[i] != '"' {
 			return i, errNotJSON
 		}
-		end, escaped, err := w.stringEnd(i)
+		end, esc, err := w.stringEnd(i)
 		if err != nil {
 			return i, err
 		}
 		key := w.b[i+1 : end-1 : end-1]
-		if escaped {
+		if esc != noEscapes {
 			if key, err = unescapeJSON(key); err != nil {
 				return i, err
 			}
