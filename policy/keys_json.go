@@ -218,14 +218,23 @@ const (
 func (w *jsonWalker) stringEnd(i int) (end int, esc stringEscapes, err error) {
 	b := w.b
 	j := i + 1
-	for {
+	for stop := j + 64; ; {
+		if j >= stop {
+			// A long string: vectorised searches pay off.
+			return w.longStringEnd(j, esc)
+		}
 		for j+8 <= len(b) {
 			x := binary.LittleEndian.Uint64(b[j:])
 			if m := hasByte(x, '"') | hasByte(x, '\\'); m != 0 {
 				j += bits.TrailingZeros64(m) / 8
 				break
 			}
-			j += 8
+			if j += 8; j >= stop {
+				break
+			}
+		}
+		if j >= stop && j+8 <= len(b) {
+			continue
 		}
 		for j < len(b) && b[j] != '"' && b[j] != '\\' {
 			j++
@@ -239,13 +248,42 @@ func (w *jsonWalker) stringEnd(i int) (end int, esc stringEscapes, err error) {
 		if j+1 >= len(b) {
 			return 0, esc, errNotJSON
 		}
-		if c := b[j+1]; (c == 'n' || c == 'r') && esc == noEscapes {
-			esc = lineBreakEscapes
-		} else if c != 'n' && c != 'r' {
-			esc = otherEscapes
-		}
+		esc = max(esc, escapeOf(b[j+1]))
 		j += 2
 	}
+}
+
+// longStringEnd is stringEnd from j, inside a string, with escapes esc so far.
+func (w *jsonWalker) longStringEnd(j int, esc stringEscapes) (int, stringEscapes, error) {
+	b := w.b
+	for {
+		q := bytes.IndexByte(b[j:], '"')
+		if q < 0 {
+			return 0, esc, errNotJSON
+		}
+		q += j
+		for {
+			k := bytes.IndexByte(b[j:q], '\\')
+			if k < 0 {
+				return q + 1, esc, nil
+			}
+			j += k
+			if j+1 >= len(b) {
+				return 0, esc, errNotJSON
+			}
+			esc = max(esc, escapeOf(b[j+1]))
+			if j += 2; j > q {
+				break // the quote was escaped
+			}
+		}
+	}
+}
+
+func escapeOf(c byte) stringEscapes {
+	if c == 'n' || c == 'r' {
+		return lineBreakEscapes
+	}
+	return otherEscapes
 }
 
 // hasByte sets the high bit of each byte of x that equals c, and possibly of bytes

@@ -585,6 +585,15 @@ func cleanBase64(body []byte) ([]byte, bool) {
 	buf := make([]byte, 0, len(body))
 	url, std := false, false
 	for i := 0; i < len(body); i++ {
+		// Copy a run of letters and digits at once: lines of a body are mostly that.
+		j := i
+		for j < len(body) && b64Alnum[body[j]] {
+			j++
+		}
+		buf = append(buf, body[i:j]...)
+		if i = j; i == len(body) {
+			break
+		}
 		c := body[i]
 		switch {
 		case c == '-' || c == '_':
@@ -592,8 +601,6 @@ func cleanBase64(body []byte) ([]byte, bool) {
 			buf = append(buf, c)
 		case c == '+' || c == '/':
 			std = true
-			buf = append(buf, c)
-		case b64Class[c]:
 			buf = append(buf, c)
 		case c == '=' || c == ' ' || c == '\n' || c == '\r' || c == '\t':
 		case c == '\\':
@@ -612,6 +619,14 @@ func cleanBase64(body []byte) ([]byte, bool) {
 	}
 	return decodeBase64Loose(buf, url)
 }
+
+// b64Alnum marks the letters and digits, which both base64 alphabets share.
+var b64Alnum = func() (t [256]bool) {
+	for c := range 256 {
+		t[c] = b64Class[c] && c != '+' && c != '/' && c != '-' && c != '_'
+	}
+	return t
+}()
 
 // decodeBase64Loose decodes unpadded base64 (padding already removed).
 func decodeBase64Loose(buf []byte, url bool) ([]byte, bool) {
