@@ -104,3 +104,22 @@ func benchmarkHandler(b *testing.B, pod *corev1.Pod) {
 func BenchmarkMutatingHandler8KiBSandboxPod(b *testing.B) { benchmarkHandler(b, benchPod(8<<10, 0)) }
 func BenchmarkMutatingHandler2000Env(b *testing.B)        { benchmarkHandler(b, benchPod(0, 2000)) }
 func BenchmarkMutatingHandler4000Env(b *testing.B)        { benchmarkHandler(b, benchPod(0, 4000)) }
+
+// benchmarkDecode measures reading the review and the pod alone.
+func benchmarkDecode(b *testing.B, pod *corev1.Pod) {
+	cfg := policy.DefaultConfig()
+	body := string(admissionReviewBody(b, pod))
+	b.SetBytes(int64(len(body)))
+	for b.Loop() {
+		req, err := decodePodReview(body, cfg)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if req.Pod == nil {
+			b.Fatal("the pod was not read")
+		}
+	}
+}
+
+func BenchmarkDecodePodReview8KiBSandboxPod(b *testing.B) { benchmarkDecode(b, benchPod(8<<10, 0)) }
+func BenchmarkDecodePodReview2000Env(b *testing.B)        { benchmarkDecode(b, benchPod(0, 2000)) }

@@ -206,26 +206,61 @@ func FuzzDecodeInjectionPod(f *testing.F) {
 	})
 }
 
-func TestDecodePodReviewReadsTheRequest(t *testing.T) {
+func TestDecodePodReviewReadsTheRequestAndThePod(t *testing.T) {
+	cfg := policy.DefaultConfig()
 	pod := benchPod(0, 2)
 	body := admissionReviewBody(t, pod)
-	req, err := decodePodReview(string(body))
+	req, err := decodePodReview(string(body), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	podJSON, _ := json.Marshal(pod)
+	wantPod, err := decodeInjectionPod(string(podJSON), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if req.Pod == nil || !reflect.DeepEqual(*req.Pod, *wantPod) || req.PodErr != nil {
+		t.Fatalf("pod %+v, error %v", req.Pod, req.PodErr)
+	}
+	req.Pod = nil
 	want := podAdmissionRequest{UID: "7c6f1a2e-bench", Kind: "Pod", Namespace: pod.Namespace, Operation: admissionv1.Create, Object: string(podJSON)}
 	if *req != want {
 		t.Fatalf("got %+v\nwant %+v", *req, want)
 	}
+
+	const head = `{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":`
+	for _, c := range []struct {
+		request string
+		read    bool
+	}{
+		{`{"object":{"spec":{"containers":[{"name":"a"}]}},"operation":"CREATE"}`, true},
+		{`{"operation":"CREATE","kind":{"kind":"Pod"},"object":{"spec":{"containers":[{"name":"a"}]}}}`, true},
+		{`{"operation":"UPDATE","object":{"spec":{"containers":[{"name":"a"}]}}}`, false},
+		{`{"kind":{"kind":"Secret"},"object":{"spec":{"containers":[{"name":"a"}]}}}`, false},
+	} {
+		req, err := decodePodReview(head+c.request+"}", cfg)
+		if err != nil {
+			t.Fatalf("%s: %v", c.request, err)
+		}
+		if got := req.Pod != nil; got != c.read || req.Object != `{"spec":{"containers":[{"name":"a"}]}}` {
+			t.Errorf("%s: pod read %v, want %v; object %s", c.request, got, c.read, req.Object)
+		}
+	}
+	// An object that is not a pod fails only a pod CREATE.
+	req, err = decodePodReview(head+`{"object":{"spec":{"containers":7}}}}`, cfg)
+	if err != nil || req.PodErr == nil || req.Object != `{"spec":{"containers":7}}` {
+		t.Fatalf("error %v, pod error %v, object %s", err, req.PodErr, req.Object)
+	}
+
 	for _, bad := range []string{
 		`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}`,
 		`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":null}`,
 		`{"apiVersion":"admission.k8s.io/v1beta1","kind":"AdmissionReview","request":{}}`,
 		`{"apiVersion":"admission.k8s.io/v1","Kind":"AdmissionReview","request":{}}`,
-		`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"object":{]}}`,
+		head + `{"object":{]}}`,
+		head + `{"operation":"UPDATE","object":{"a":tru}}}`,
 	} {
-		if _, err := decodePodReview(bad); err == nil {
+		if _, err := decodePodReview(bad, cfg); err == nil {
 			t.Errorf("%s: no error", bad)
 		}
 	}

@@ -1,6 +1,7 @@
 package webhook
 
 import (
+	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -10,6 +11,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"unicode/utf16"
 	"unicode/utf8"
 
@@ -28,19 +30,23 @@ import (
 const maxReviewBytes = 7 << 20
 
 // podAdmissionRequest is the part of an AdmissionReview v1 request the handler reads.
-// Object is the pod's JSON, still undecoded: only CREATEs of pods need it.
 type podAdmissionRequest struct {
 	UID         types.UID
 	Kind        string
 	SubResource string
 	Namespace   string
 	Operation   admissionv1.Operation
-	Object      string
+	// Object is the object's JSON. Pod is what policy reads of it, read in the same
+	// pass unless the request had already shown that it is no CREATE of a pod; PodErr
+	// says why it could not be read.
+	Object string
+	Pod    *policy.InjectionPod
+	PodErr error
 }
 
 // ServeHTTP answers AdmissionReview v1 requests for pods.
 func (h *SandboxPodInjector) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	req, err := readPodReview(r)
+	req, err := readPodReview(r, h.cfg)
 	if err != nil {
 		h.metrics.requests.WithLabelValues("error").Inc()
 		writeReview(w, "", admission.Errored(http.StatusBadRequest, err))
@@ -51,7 +57,10 @@ func (h *SandboxPodInjector) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case req.Operation != admissionv1.Create || req.Kind != "Pod" || req.SubResource != "" || req.Object == "":
 		resp = h.done("ignored", admission.Allowed(""))
 	default:
-		pod, err := decodeInjectionPod(req.Object, h.cfg)
+		pod, err := req.Pod, req.PodErr
+		if pod == nil && err == nil {
+			pod, err = decodeInjectionPod(req.Object, h.cfg)
+		}
 		if err != nil {
 			resp = h.done("error", admission.Errored(http.StatusBadRequest, fmt.Errorf("decoding the pod: %w", err)))
 			break
@@ -61,26 +70,30 @@ func (h *SandboxPodInjector) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	writeReview(w, req.UID, resp)
 }
 
-func readPodReview(r *http.Request) (*podAdmissionRequest, error) {
+func readPodReview(r *http.Request, cfg *policy.Config) (*podAdmissionRequest, error) {
 	if r.Method != http.MethodPost {
 		return nil, fmt.Errorf("method %s: admission reviews are POSTed", r.Method)
 	}
 	if ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); ct != "application/json" {
 		return nil, fmt.Errorf("content type %q: want application/json", r.Header.Get("Content-Type"))
 	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, maxReviewBytes+1))
-	if err != nil {
+	size := bytes.MinRead
+	if r.ContentLength > 0 && r.ContentLength <= maxReviewBytes {
+		size += int(r.ContentLength)
+	}
+	body := bytes.NewBuffer(make([]byte, 0, size))
+	if _, err := body.ReadFrom(io.LimitReader(r.Body, maxReviewBytes+1)); err != nil {
 		return nil, fmt.Errorf("reading the request: %w", err)
 	}
-	if len(body) > maxReviewBytes {
+	if body.Len() > maxReviewBytes {
 		return nil, fmt.Errorf("request larger than %d bytes", maxReviewBytes)
 	}
 	// One copy into a string: every string of the review and the pod is a substring of it.
-	return decodePodReview(string(body))
+	return decodePodReview(body.String(), cfg)
 }
 
-// decodePodReview reads an AdmissionReview v1 without decoding its object.
-func decodePodReview(body string) (*podAdmissionRequest, error) {
+// decodePodReview reads an AdmissionReview v1, and the pod of a pod CREATE.
+func decodePodReview(body string, cfg *policy.Config) (*podAdmissionRequest, error) {
 	var apiVersion, kind string
 	var req *podAdmissionRequest
 	d := jsonDecoder{s: body}
@@ -99,7 +112,7 @@ func decodePodReview(body string) (*podAdmissionRequest, error) {
 				if req == nil {
 					req = &podAdmissionRequest{}
 				}
-				return d.admissionRequest(req)
+				return d.admissionRequest(req, cfg)
 			}
 			return d.skip()
 		})
@@ -116,7 +129,7 @@ func decodePodReview(body string) (*podAdmissionRequest, error) {
 	return req, nil
 }
 
-func (d *jsonDecoder) admissionRequest(req *podAdmissionRequest) error {
+func (d *jsonDecoder) admissionRequest(req *podAdmissionRequest, cfg *policy.Config) error {
 	return d.object(func(key string) error {
 		switch key {
 		case "uid":
@@ -136,9 +149,19 @@ func (d *jsonDecoder) admissionRequest(req *podAdmissionRequest) error {
 			return d.stringInto((*string)(&req.Operation))
 		case "object":
 			start := d.skipSpace()
+			req.Object, req.Pod, req.PodErr = "", nil, nil
 			if d.null() {
-				req.Object = ""
 				return nil
+			}
+			if (req.Operation == "" || req.Operation == admissionv1.Create) && (req.Kind == "" || req.Kind == "Pod") {
+				pod := &policy.InjectionPod{}
+				req.PodErr = d.pod(pod, cfg)
+				if req.PodErr == nil {
+					req.Object, req.Pod = d.s[start:d.i], pod
+					return nil
+				}
+				// Not a pod after all; skip it, and fail on its syntax only.
+				d.i = start
 			}
 			if err := d.skip(); err != nil {
 				return err
@@ -157,45 +180,46 @@ func (d *jsonDecoder) admissionRequest(req *podAdmissionRequest) error {
 func decodeInjectionPod(raw string, cfg *policy.Config) (*policy.InjectionPod, error) {
 	pod := &policy.InjectionPod{}
 	d := jsonDecoder{s: raw}
-	err := d.document(func() error {
-		return d.object(func(key string) error {
-			switch key {
-			case "metadata":
-				return d.object(func(key string) error {
-					switch key {
-					case "namespace":
-						return d.stringInto(&pod.Namespace)
-					case "labels":
-						return d.stringMap(&pod.Labels)
-					case "annotations":
-						return d.stringMap(&pod.Annotations)
-					}
-					return d.skip()
-				})
-			case "spec":
-				return d.object(func(key string) error {
-					switch key {
-					case "serviceAccountName":
-						return d.stringInto(&pod.ServiceAccountName)
-					case "serviceAccount":
-						return d.stringInto(&pod.DeprecatedServiceAccount)
-					case "volumes":
-						return d.volumes(&pod.Volumes, cfg)
-					case "initContainers":
-						return d.containers(&pod.InitContainers, cfg)
-					case "containers":
-						return d.containers(&pod.Containers, cfg)
-					}
-					return d.skip()
-				})
-			}
-			return d.skip()
-		})
-	})
-	if err != nil {
+	if err := d.document(func() error { return d.pod(pod, cfg) }); err != nil {
 		return nil, err
 	}
 	return pod, nil
+}
+
+func (d *jsonDecoder) pod(pod *policy.InjectionPod, cfg *policy.Config) error {
+	return d.object(func(key string) error {
+		switch key {
+		case "metadata":
+			return d.object(func(key string) error {
+				switch key {
+				case "namespace":
+					return d.stringInto(&pod.Namespace)
+				case "labels":
+					return d.stringMap(&pod.Labels)
+				case "annotations":
+					return d.stringMap(&pod.Annotations)
+				}
+				return d.skip()
+			})
+		case "spec":
+			return d.object(func(key string) error {
+				switch key {
+				case "serviceAccountName":
+					return d.stringInto(&pod.ServiceAccountName)
+				case "serviceAccount":
+					return d.stringInto(&pod.DeprecatedServiceAccount)
+				case "volumes":
+					return d.volumes(&pod.Volumes, cfg)
+				case "initContainers":
+					return d.containers(&pod.InitContainers, cfg)
+				case "containers":
+					return d.containers(&pod.Containers, cfg)
+				}
+				return d.skip()
+			})
+		}
+		return d.skip()
+	})
 }
 
 func (d *jsonDecoder) volumes(dst *[]corev1.Volume, cfg *policy.Config) error {
@@ -261,7 +285,12 @@ func (d *jsonDecoder) env(dst *[]policy.InjectionEnvVar) error {
 		*dst = nil
 		return nil
 	}
-	env := (*dst)[:0]
+	if d.envs == nil {
+		// One array for the env of all containers, sized once: every env var has a
+		// name, so there are no more of them than names left in the document.
+		d.envs = make([]policy.InjectionEnvVar, 0, strings.Count(d.s[d.i:], `"name"`))
+	}
+	start := len(d.envs)
 	err := d.array(func() error {
 		var e policy.InjectionEnvVar
 		err := d.object(func(key string) error {
@@ -279,10 +308,10 @@ func (d *jsonDecoder) env(dst *[]policy.InjectionEnvVar) error {
 			}
 			return d.skip()
 		})
-		env = append(env, e)
+		d.envs = append(d.envs, e)
 		return err
 	})
-	*dst = env
+	*dst = d.envs[start:len(d.envs):len(d.envs)]
 	return err
 }
 
@@ -326,6 +355,8 @@ func (d *jsonDecoder) volumeMounts(dst *[]corev1.VolumeMount, cfg *policy.Config
 type jsonDecoder struct {
 	s string
 	i int
+	// envs backs the env lists of the pod's containers.
+	envs []policy.InjectionEnvVar
 }
 
 func (d *jsonDecoder) errorf(format string, args ...any) error {
@@ -547,12 +578,12 @@ func (d *jsonDecoder) number() error {
 // str reads the string at d.i (an opening quote).
 func (d *jsonDecoder) str() (string, error) {
 	start := d.i + 1
-	plain := true
-	for i := start; i < len(d.s); i++ {
+	i, high := plainRun(d.s, start)
+	for ; i < len(d.s); i++ {
 		switch c := d.s[i]; {
 		case c == '"':
 			d.i = i + 1
-			if plain || utf8.ValidString(d.s[start:i]) {
+			if !high || utf8.ValidString(d.s[start:i]) {
 				return d.s[start:i], nil
 			}
 			return unquote(d.s[start:i]), nil
@@ -567,11 +598,30 @@ func (d *jsonDecoder) str() (string, error) {
 			d.i = i
 			return "", d.errorf("control character in a string")
 		case c >= utf8.RuneSelf:
-			plain = false
+			high = true
 		}
 	}
 	d.i = len(d.s)
 	return "", d.errorf("unterminated string")
+}
+
+// plainRun moves over s from i eight bytes at a time while none is a quote, a
+// backslash or a control character; high says whether any was not ASCII.
+func plainRun(s string, i int) (int, bool) {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	var high uint64
+	for ; i+8 <= len(s); i += 8 {
+		w := uint64(s[i]) | uint64(s[i+1])<<8 | uint64(s[i+2])<<16 | uint64(s[i+3])<<24 |
+			uint64(s[i+4])<<32 | uint64(s[i+5])<<40 | uint64(s[i+6])<<48 | uint64(s[i+7])<<56
+		q := w ^ (ones * '"')
+		b := w ^ (ones * '\\')
+		// A byte below 0x20, or equal to a quote or a backslash, sets its high bit.
+		if ((w-ones*0x20)&^w|(q-ones)&^q|(b-ones)&^b)&highs != 0 {
+			break
+		}
+		high |= w
+	}
+	return i, high&highs != 0
 }
 
 // escapedStringEnd returns the offset of the closing quote of a string with escapes,
@@ -803,6 +853,23 @@ func appendPatch(b []byte, ops []jsonpatch.Operation) ([]byte, error) {
 		case string:
 			b = append(b, `,"value":`...)
 			b = appendJSONString(b, v)
+		case corev1.VolumeMount:
+			var err error
+			if b, err = appendVolumeMount(append(b, `,"value":`...), &v); err != nil {
+				return b, err
+			}
+		case []corev1.VolumeMount:
+			b = append(b, `,"value":[`...)
+			for k := range v {
+				if k > 0 {
+					b = append(b, ',')
+				}
+				var err error
+				if b, err = appendVolumeMount(b, &v[k]); err != nil {
+					return b, err
+				}
+			}
+			b = append(b, ']')
 		case corev1.EnvVar:
 			if v.ValueFrom != nil {
 				raw, err := json.Marshal(v)
@@ -829,6 +896,23 @@ func appendPatch(b []byte, ops []jsonpatch.Operation) ([]byte, error) {
 		b = append(b, '}')
 	}
 	return append(b, ']'), nil
+}
+
+// appendVolumeMount encodes the mounts the webhook adds by hand, others with
+// encoding/json.
+func appendVolumeMount(b []byte, m *corev1.VolumeMount) ([]byte, error) {
+	if m.RecursiveReadOnly != nil || m.SubPath != "" || m.MountPropagation != nil || m.SubPathExpr != "" {
+		raw, err := json.Marshal(m)
+		return append(b, raw...), err
+	}
+	b = append(b, `{"name":`...)
+	b = appendJSONString(b, m.Name)
+	if m.ReadOnly {
+		b = append(b, `,"readOnly":true`...)
+	}
+	b = append(b, `,"mountPath":`...)
+	b = appendJSONString(b, m.MountPath)
+	return append(b, '}'), nil
 }
 
 const hexDigits = "0123456789abcdef"
