@@ -440,6 +440,8 @@ func TestDetectPrivateKeysCertificateBundleHidesNoKey(t *testing.T) {
 		{"base64-key-in-unrecognised-block", bundle + "-----BEGIN BUNDLE PART-----\n" + wrap(b64(rsa.text), 64) + "\n-----END BUNDLE PART-----\n"},
 		{"base64-key-in-certificate-with-other-end", "-----BEGIN CERTIFICATE-----\n" + wrap(b64(rsa.text), 64) + "\n-----END BUNDLE-----\n" + bundle},
 		{"percent-key-after-bundle", bundle + url.QueryEscape(rsa.text)},
+		{"key-after-bundle-on-one-line", strings.ReplaceAll(bundle+rsa.text, "\n", "")},
+		{"key-between-certificates-on-one-line", strings.ReplaceAll(bundle+rsa.text+bundle, "\n", "")},
 	} {
 		for _, enc := range []string{"literal", "escaped-newlines"} {
 			t.Run(c.name+"/"+enc, func(t *testing.T) {
