@@ -143,6 +143,25 @@ func (w *jsonWalker) skipSpace(i int) int {
 		switch w.b[i] {
 		case ' ', '\t', '\n', '\r':
 			i++
+		case '\\', '+':
+			// JSON text inside a value may keep its layout escaped ("\n") or
+			// query-encoded ('+' for a space); the object itself may not.
+			if w.depth == 0 {
+				return i
+			}
+			j := i
+			for j < len(w.b) && w.b[j] == '\\' {
+				j++
+			}
+			if w.b[i] == '\\' && (j == len(w.b) || w.b[j] != 'n' && w.b[j] != 'r' && w.b[j] != 't') {
+				return i
+			}
+			if w.b[i] == '\\' {
+				j++
+			} else {
+				j = i + 1
+			}
+			i = j
 		default:
 			return i
 		}

@@ -55,7 +55,11 @@ var keyEncodings = []keyEncoding{
 		return b.String()
 	}},
 	{name: "percent-base64", encode: func(k keyFixture) string { return url.QueryEscape(b64(k.text)) }},
-	{name: "headerless-der-base64", applies: func(k keyFixture) bool { return k.material[0] == 0x30 || strings.HasPrefix(k.name, "openssh") },
+	// DER keys only: random material (OpenVPN, age, legacy ciphertext) may start 0x30 too.
+	{name: "headerless-der-base64", applies: func(k keyFixture) bool {
+		der := k.material[0] == 0x30 && strings.Contains(k.text, "PRIVATE KEY-----") && !strings.Contains(k.text, "Proc-Type")
+		return der || strings.HasPrefix(k.name, "openssh")
+	},
 		encode: func(k keyFixture) string { return base64.StdEncoding.EncodeToString(k.material) },
 		kind: func(k keyFixture) string {
 			if k.kind == KindGoogleSA {
