@@ -119,9 +119,10 @@ func (j *injector) run() InjectionDecision {
 	if j.in.Credential.Usable() {
 		inference = "true"
 	}
+	gateway := cfg.GatewayEndpoint(j.in.Namespace)
 	managed := []corev1.EnvVar{
 		{Name: cfg.Token.PathEnv, Value: strings.TrimSuffix(cfg.Token.MountPath, "/") + "/" + cfg.Token.Path},
-		{Name: cfg.Gateway.EndpointEnv, Value: cfg.GatewayEndpoint(j.in.Namespace)},
+		{Name: cfg.Gateway.EndpointEnv, Value: gateway},
 		{Name: cfg.Inference.Env, Value: inference},
 	}
 
@@ -175,7 +176,7 @@ func (j *injector) run() InjectionDecision {
 	summary := InjectionSummary{
 		TokenVolume:     cfg.Token.VolumeName,
 		Containers:      mounted,
-		Gateway:         cfg.GatewayEndpoint(j.in.Namespace),
+		Gateway:         gateway,
 		Inference:       inference,
 		InferenceReason: string(cred.State),
 		PullPolicy:      string(cfg.ImagePullPolicy),

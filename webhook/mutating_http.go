@@ -1,7 +1,6 @@
 package webhook
 
 import (
-	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -77,18 +76,18 @@ func readPodReview(r *http.Request, cfg *policy.Config) (*podAdmissionRequest, e
 	if ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); ct != "application/json" {
 		return nil, fmt.Errorf("content type %q: want application/json", r.Header.Get("Content-Type"))
 	}
-	size := bytes.MinRead
+	// Read straight into the string that every string of the review and the pod will
+	// be a substring of.
+	var body strings.Builder
 	if r.ContentLength > 0 && r.ContentLength <= maxReviewBytes {
-		size += int(r.ContentLength)
+		body.Grow(int(r.ContentLength))
 	}
-	body := bytes.NewBuffer(make([]byte, 0, size))
-	if _, err := body.ReadFrom(io.LimitReader(r.Body, maxReviewBytes+1)); err != nil {
+	if _, err := io.CopyBuffer(&body, io.LimitReader(r.Body, maxReviewBytes+1), make([]byte, 4<<10)); err != nil {
 		return nil, fmt.Errorf("reading the request: %w", err)
 	}
 	if body.Len() > maxReviewBytes {
 		return nil, fmt.Errorf("request larger than %d bytes", maxReviewBytes)
 	}
-	// One copy into a string: every string of the review and the pod is a substring of it.
 	return decodePodReview(body.String(), cfg)
 }
 
@@ -286,9 +285,9 @@ func (d *jsonDecoder) env(dst *[]policy.InjectionEnvVar) error {
 		return nil
 	}
 	if d.envs == nil {
-		// One array for the env of all containers, sized once: every env var has a
-		// name, so there are no more of them than names left in the document.
-		d.envs = make([]policy.InjectionEnvVar, 0, strings.Count(d.s[d.i:], `"name"`))
+		// One array for the env of all containers, sized once: every env var is an
+		// object, so there are no more of them than braces left in the document.
+		d.envs = make([]policy.InjectionEnvVar, 0, strings.Count(d.s[d.i:], "{"))
 	}
 	start := len(d.envs)
 	err := d.array(func() error {
@@ -917,6 +916,14 @@ func appendVolumeMount(b []byte, m *corev1.VolumeMount) ([]byte, error) {
 
 const hexDigits = "0123456789abcdef"
 
+// jsonSafe holds the ASCII bytes encoding/json writes as they are.
+var jsonSafe = func() (safe [utf8.RuneSelf]bool) {
+	for c := range safe {
+		safe[c] = c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&'
+	}
+	return safe
+}()
+
 // appendJSONString quotes s as encoding/json does, HTML-safe.
 func appendJSONString(b []byte, s string) []byte {
 	b = append(b, '"')
@@ -924,7 +931,7 @@ func appendJSONString(b []byte, s string) []byte {
 	for i := 0; i < len(s); {
 		c := s[i]
 		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
+			if jsonSafe[c] {
 				i++
 				continue
 			}
