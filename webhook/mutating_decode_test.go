@@ -166,6 +166,22 @@ func TestDecodeInjectionPodReadsStringsAsEncodingJSON(t *testing.T) {
 	}
 }
 
+// Env vars as the API server writes them take a shorter path; every other form reads
+// the same.
+func TestDecodeInjectionPodReadsEveryFormOfEnvVar(t *testing.T) {
+	cfg := policy.DefaultConfig()
+	for _, env := range []string{
+		`{"name":"A","value":"1"}`, `{"name":"A"}`, `{"name":""}`, `{"name":"A","value":""}`,
+		`{"name":"A","value":"1","valueFrom":{"fieldRef":{"fieldPath":"metadata.name"}}}`,
+		`{"name":"A","valueFrom":null}`, `{"value":"1","name":"A"}`, ` { "name" : "A" , "value" : "1" } `,
+		`{"name":"A","value":"1","name":"B"}`, `{"name":"\u0041","value":"\n"}`, `{"name":"é","value":"ü"}`, "{\"name\":\"A\",\"value\":\"\xff\"}",
+		`{"name":"A","Value":"1"}`, `{"name":"A","value":"1","other":[1,{"a":null}]}`, `null`, `{}`,
+	} {
+		raw := `{"spec":{"containers":[{"name":"a","env":[{"name":"B","value":"2"},` + env + `,{"name":"C"}]}]}}`
+		checkDecodesAsPod(t, []byte(raw), cfg)
+	}
+}
+
 func TestDecodeInjectionPodRejectsInvalidJSON(t *testing.T) {
 	cfg := policy.DefaultConfig()
 	for _, raw := range []string{

@@ -82,7 +82,7 @@ func readPodReview(r *http.Request, cfg *policy.Config) (*podAdmissionRequest, e
 	if r.ContentLength > 0 && r.ContentLength <= maxReviewBytes {
 		body.Grow(int(r.ContentLength))
 	}
-	if _, err := io.CopyBuffer(&body, io.LimitReader(r.Body, maxReviewBytes+1), make([]byte, 4<<10)); err != nil {
+	if _, err := io.CopyBuffer(&body, io.LimitReader(r.Body, maxReviewBytes+1), make([]byte, 1<<10)); err != nil {
 		return nil, fmt.Errorf("reading the request: %w", err)
 	}
 	if body.Len() > maxReviewBytes {
@@ -291,6 +291,10 @@ func (d *jsonDecoder) env(dst *[]policy.InjectionEnvVar) error {
 	}
 	start := len(d.envs)
 	err := d.array(func() error {
+		if e, ok := d.plainEnvVar(); ok {
+			d.envs = append(d.envs, e)
+			return nil
+		}
 		var e policy.InjectionEnvVar
 		err := d.object(func(key string) error {
 			switch key {
@@ -312,6 +316,54 @@ func (d *jsonDecoder) env(dst *[]policy.InjectionEnvVar) error {
 	})
 	*dst = d.envs[start:len(d.envs):len(d.envs)]
 	return err
+}
+
+// plainEnvVar reads an env var written as the API server writes most of them,
+// {"name":"...","value":"..."} or {"name":"..."} with strings that need no unescaping.
+// Otherwise it reads nothing and returns false.
+func (d *jsonDecoder) plainEnvVar() (policy.InjectionEnvVar, bool) {
+	const head, value = `{"name":"`, `,"value":"`
+	var e policy.InjectionEnvVar
+	s, i := d.s, d.skipSpace()
+	if !strings.HasPrefix(s[i:], head) {
+		return e, false
+	}
+	i += len(head)
+	end, ok := plainStringEnd(s, i)
+	if !ok {
+		return e, false
+	}
+	e.Name, i = s[i:end], end+1
+	if strings.HasPrefix(s[i:], value) {
+		i += len(value)
+		if end, ok = plainStringEnd(s, i); !ok {
+			return e, false
+		}
+		e.Value, i = s[i:end], end+1
+	}
+	if i >= len(s) || s[i] != '}' {
+		return policy.InjectionEnvVar{}, false
+	}
+	d.i = i + 1
+	return e, true
+}
+
+// plainStringEnd returns the offset of the quote that ends the string content starting
+// at i, if the content needs no unescaping.
+func plainStringEnd(s string, i int) (int, bool) {
+	start := i
+	i, high := plainRun(s, i)
+	for ; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '"':
+			return i, !high || utf8.ValidString(s[start:i])
+		case c == '\\' || c < 0x20:
+			return 0, false
+		case c >= utf8.RuneSelf:
+			high = true
+		}
+	}
+	return 0, false
 }
 
 func (d *jsonDecoder) volumeMounts(dst *[]corev1.VolumeMount, cfg *policy.Config) error {
