@@ -190,7 +190,7 @@ func (j *injector) run() InjectionDecision {
 		summary.Containers = []string{}
 	}
 	var previous InjectionSummary
-	if err := json.Unmarshal([]byte(pod.Annotations[AnnotationInjected]), &previous); err == nil {
+	if prev := pod.Annotations[AnnotationInjected]; prev != "" && json.Unmarshal([]byte(prev), &previous) == nil {
 		summary.RemovedEnv = append(summary.RemovedEnv, previous.RemovedEnv...)
 		summary.ReplacedEnv = append(summary.ReplacedEnv, previous.ReplacedEnv...)
 	}

@@ -295,6 +295,8 @@ func TestWriteReviewEncodesAsEncodingJSON(t *testing.T) {
 			{Operation: "add", Path: "/metadata/annotations/a~1b", Value: `{"x":"y"}`},
 			{Operation: "add", Path: "/metadata/annotations", Value: map[string]string{"k": "v"}},
 			{Operation: "add", Path: "/x", Value: nil},
+			{Operation: "add", Path: "/spec/volumes", Value: []corev1.Volume{policy.TokenVolume(cfg), {Name: "e", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}}},
+			{Operation: "add", Path: "/spec/volumes/-", Value: corev1.Volume{Name: "t", VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{Sources: []corev1.VolumeProjection{{ServiceAccountToken: &corev1.ServiceAccountTokenProjection{Path: "p"}}}}}}},
 		},
 		AdmissionResponse: admissionv1.AdmissionResponse{Allowed: true, Warnings: []string{"w \"1\"", "\xffbad"}, AuditAnnotations: map[string]string{"z": "1", "a": "2", "m\t": "3"}},
 	}

@@ -921,6 +921,23 @@ func appendPatch(b []byte, ops []jsonpatch.Operation) ([]byte, error) {
 				}
 			}
 			b = append(b, ']')
+		case corev1.Volume:
+			var err error
+			if b, err = appendVolume(append(b, `,"value":`...), &v); err != nil {
+				return b, err
+			}
+		case []corev1.Volume:
+			b = append(b, `,"value":[`...)
+			for k := range v {
+				if k > 0 {
+					b = append(b, ',')
+				}
+				var err error
+				if b, err = appendVolume(b, &v[k]); err != nil {
+					return b, err
+				}
+			}
+			b = append(b, ']')
 		case corev1.EnvVar:
 			if v.ValueFrom != nil {
 				raw, err := json.Marshal(v)
@@ -947,6 +964,41 @@ func appendPatch(b []byte, ops []jsonpatch.Operation) ([]byte, error) {
 		b = append(b, '}')
 	}
 	return append(b, ']'), nil
+}
+
+// appendVolume encodes the token volume the webhook adds by hand, other volumes with
+// encoding/json.
+func appendVolume(b []byte, v *corev1.Volume) ([]byte, error) {
+	var t *corev1.ServiceAccountTokenProjection
+	if p := v.Projected; p != nil && p.DefaultMode == nil && len(p.Sources) == 1 {
+		only := p.Sources[0]
+		t, only.ServiceAccountToken = only.ServiceAccountToken, nil
+		other := v.VolumeSource
+		other.Projected = nil
+		if only != (corev1.VolumeProjection{}) || other != (corev1.VolumeSource{}) {
+			t = nil
+		}
+	}
+	if t == nil {
+		raw, err := json.Marshal(v)
+		return append(b, raw...), err
+	}
+	b = append(b, `{"name":`...)
+	b = appendJSONString(b, v.Name)
+	b = append(b, `,"projected":{"sources":[{"serviceAccountToken":{`...)
+	if t.Audience != "" {
+		b = append(b, `"audience":`...)
+		b = appendJSONString(b, t.Audience)
+		b = append(b, ',')
+	}
+	if t.ExpirationSeconds != nil {
+		b = append(b, `"expirationSeconds":`...)
+		b = strconv.AppendInt(b, *t.ExpirationSeconds, 10)
+		b = append(b, ',')
+	}
+	b = append(b, `"path":`...)
+	b = appendJSONString(b, t.Path)
+	return append(b, "}}]}}"...), nil
 }
 
 // appendVolumeMount encodes the mounts the webhook adds by hand, others with
