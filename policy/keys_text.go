@@ -332,41 +332,143 @@ func (s *keyScanner) scanJSONText(t []byte, depth int) (bool, error) {
 	return false, nil
 }
 
-// scanEmbeddedJSON walks the JSON objects that start inside text (a few of them: a
-// JWK after a comment line, or after bytes of misaligned base64).
+// scanEmbeddedJSON walks the JSON objects that hold a "kty" member inside other text:
+// a JWK after a comment line or bytes of misaligned base64, a JWK followed by PEM
+// blocks or notes, a JWK whose quotes are escaped. Each "kty" is tried in the last few
+// objects that open before it and after the previous one, so each '{' is tried at most
+// once; the bytes walked are charged to a budget linear in the text.
 func (s *keyScanner) scanEmbeddedJSON(text []byte, depth int) error {
-	for tries, from := 0, 0; tries < 8; tries++ {
-		k := bytes.IndexByte(text[from:], '{')
+	budget := 4*len(text) + 1<<16
+	floor := 0 // no '{' before this is tried again
+	for from := 0; ; {
+		k := indexKty(text, from)
 		if k < 0 {
 			return nil
 		}
-		p := from + k
-		if p == 0 {
-			from = 1
+		from = k + len(trigKty)
+		if k < floor {
 			continue
 		}
-		if err := s.candidate(); err != nil {
-			return err
+		p := k
+		for tries := 0; tries < 4; tries++ {
+			p = bytes.LastIndexByte(text[floor:p], '{')
+			if p < 0 {
+				break
+			}
+			p += floor
+			end, err := s.walkEmbeddedObject(text, p, depth, &budget)
+			if err != nil {
+				return err
+			}
+			if end > 0 {
+				from = max(from, end)
+				break
+			}
 		}
-		if s.nested == 0 {
-			s.field = s.currentField()
-		}
-		s.nested++
-		mark := len(s.findings)
-		w := jsonWalker{s: s, b: text[p:], depth: depth + 1}
-		end, err := w.value(0, 0)
-		s.nested--
-		if _, limited := err.(*KeyLimitError); limited {
-			return err
-		}
+		floor = max(from, k+1)
+	}
+}
+
+// indexKty returns the index of the first "kty" in b at or after from, or -1.
+func indexKty(b []byte, from int) int {
+	if from >= len(b) {
+		return -1
+	}
+	k := bytes.Index(b[from:], trigKty)
+	if k < 0 {
+		return -1
+	}
+	return from + k
+}
+
+// walkEmbeddedObject walks the JSON object that opens at text[p] and returns the index
+// just past it, or 0 if there is none there. An object that does not parse as it is,
+// such as one with escaped quotes, is tried again unescaped, to the decode depth.
+func (s *keyScanner) walkEmbeddedObject(text []byte, p, depth int, budget *int) (int, error) {
+	if err := s.candidate(); err != nil {
+		return 0, err
+	}
+	end, walked, err := s.walkNested(text[p:], depth)
+	if err != nil || end > 0 {
+		return p + end, err
+	}
+	*budget -= walked
+	q := matchBrace(text, p)
+	if q < 0 {
+		*budget -= len(text) - p
+		return 0, s.checkBudget(*budget)
+	}
+	if *budget -= q - p; *budget < 0 {
+		return 0, s.checkBudget(*budget)
+	}
+	obj := text[p:q]
+	for d := depth + 1; d <= s.maxDepth && bytes.IndexByte(obj, '\\') >= 0; d++ {
+		un, err := unescapeJSON(obj)
 		if err != nil {
-			s.findings = s.findings[:mark]
-			from = p + 1
-			continue
+			return 0, nil
 		}
-		from = p + end
+		obj = un
+		*budget -= len(obj)
+		end, walked, err := s.walkNested(obj, d)
+		if err != nil {
+			return 0, err
+		}
+		if end > 0 {
+			return q, nil
+		}
+		*budget -= walked
+		if err := s.checkBudget(*budget); err != nil {
+			return 0, err
+		}
+	}
+	return 0, nil
+}
+
+// checkBudget turns an exhausted work budget into a limit error.
+func (s *keyScanner) checkBudget(budget int) error {
+	if budget < 0 {
+		return s.limit("JSON inside text takes too much work to walk")
 	}
 	return nil
+}
+
+// walkNested walks the JSON value at the start of b, which sits inside a string value,
+// at decode depth depth. It returns the index just past the value, or 0 and how far the
+// walk got if b does not start with one. Findings of a failed walk are dropped.
+func (s *keyScanner) walkNested(b []byte, depth int) (end, walked int, err error) {
+	if s.nested == 0 {
+		s.field = s.currentField()
+	}
+	s.nested++
+	defer func() { s.nested-- }()
+	mark := len(s.findings)
+	w := jsonWalker{s: s, b: b, depth: depth + 1}
+	end, err = w.value(0, 0)
+	if _, limited := err.(*KeyLimitError); limited {
+		return 0, 0, err
+	}
+	if err != nil {
+		s.findings = s.findings[:mark]
+		return 0, end + 1, nil
+	}
+	return end, 0, nil
+}
+
+// matchBrace returns the index just past the '}' that closes the '{' at text[p],
+// counting braces only, or -1 if it is not closed.
+func matchBrace(text []byte, p int) int {
+	n := 0
+	for i := p; i < len(text); i++ {
+		switch text[i] {
+		case '{':
+			n++
+		case '}':
+			if n--; n == 0 {
+				return i + 1
+			}
+		}
+	}
+	return -1
 }
 
 // pemMarker is a "-----BEGIN LABEL-----" or "-----END LABEL-----" line.
