@@ -112,8 +112,9 @@ func DetectPrivateKeys(raw []byte, kind string, cfg *Config) ([]KeyFinding, erro
 	if limits.MaxObjectBytes > 0 && len(raw) > limits.MaxObjectBytes {
 		return nil, &KeyLimitError{Reason: fmt.Sprintf("the object is %d bytes, over the limit of %d (privateKeys.maxObjectBytes)", len(raw), limits.MaxObjectBytes)}
 	}
-	// Where a key could start; a clean object ends here without allocating.
-	if !mayHoldKey(raw) {
+	// Where a key could start; a clean object ends here without allocating. \uXXXX
+	// escapes can hide a trigger from the raw bytes: the walk looks behind them.
+	if !mayHoldKey(raw) && !hasUnicodeEscape(raw) {
 		return nil, nil
 	}
 	s := &keyScanner{maxCandidates: limits.MaxCandidates, maxDepth: limits.MaxDecodeDepth}

@@ -184,15 +184,31 @@ func (w *jsonWalker) value(i, nesting int) (int, error) {
 			return i, err
 		}
 		body := w.b[i+1 : end-1]
-		if len(body) >= minKeyValueLen && mayHoldKey(body) {
+		if len(body) < minKeyValueLen {
+			return end, nil
+		}
+		var text []byte
+		switch {
+		case mayHoldKey(body):
 			// Every pass reads "\n" and "\r" as line breaks, so a value with no
 			// other escapes is scanned as it is.
-			text := body
+			text = body
 			if esc == otherEscapes {
 				if text, err = unescapeJSON(body); err != nil {
 					return i, err
 				}
 			}
+		case esc == otherEscapes && hasUnicodeEscape(body):
+			// \uXXXX escapes can spell a trigger ("\u002d" for a dash) that the
+			// raw bytes do not show.
+			if text, err = unescapeJSON(body); err != nil {
+				return i, err
+			}
+			if !mayHoldKey(text) {
+				text = nil
+			}
+		}
+		if text != nil {
 			if err := w.s.scanText(text, w.depth); err != nil {
 				return i, err
 			}
@@ -512,6 +528,12 @@ func (w *jsonWalker) array(i, nesting int) (int, error) {
 		}
 		return i, errNotJSON
 	}
+}
+
+// hasUnicodeEscape reports a "\u" in JSON text: the object may spell with \uXXXX
+// escapes what the cheap filter looks for.
+func hasUnicodeEscape(b []byte) bool {
+	return bytes.Contains(b, []byte(`\u`))
 }
 
 // unescapeJSON decodes the body of a JSON string.

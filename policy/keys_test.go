@@ -464,3 +464,118 @@ func TestDetectPrivateKeysCertificateBundleHidesNoKey(t *testing.T) {
 		}
 	}
 }
+
+// jsonStringEscaping quotes s as a JSON string, writing the bytes esc picks as \uXXXX
+// escapes, as any JSON encoder may.
+func jsonStringEscaping(s string, esc func(c byte) bool) string {
+	var b strings.Builder
+	b.WriteByte('"')
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case esc(c) || c < 0x20:
+			fmt.Fprintf(&b, `\u%04x`, c)
+		case c == '"' || c == '\\':
+			b.WriteByte('\\')
+			b.WriteByte(c)
+		default:
+			b.WriteByte(c)
+		}
+	}
+	b.WriteByte('"')
+	return b.String()
+}
+
+// shortLines rewraps the lines of text to 40 characters, shorter than a base64 run.
+func shortLines(text string) string {
+	var lines []string
+	for _, l := range strings.Split(text, "\n") {
+		lines = append(lines, wrap(l, 40))
+	}
+	return strings.Join(lines, "\n")
+}
+
+func escapeBytes(set string) func(byte) bool {
+	return func(c byte) bool { return strings.IndexByte(set, c) >= 0 }
+}
+
+// TestDetectPrivateKeysSeesThroughUnicodeEscapes checks that \uXXXX escapes of the
+// characters the cheap filters look for (a PEM marker's dashes, "kty") hide no key,
+// and reveal none where there is none.
+func TestDetectPrivateKeysSeesThroughUnicodeEscapes(t *testing.T) {
+	fx := map[string]keyFixture{}
+	for _, k := range keyFixtures(t) {
+		fx[k.name] = k
+	}
+	public := publicMaterial(t)
+	everyByte := func(byte) bool { return true }
+	const placeholder = "VALUE-PLACEHOLDER"
+	// inEnv places an already quoted JSON string as an env value.
+	inEnv := func(t *testing.T, quoted string) []byte {
+		raw, err := json.Marshal(keyLocations[0].build(placeholder))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return []byte(strings.Replace(string(raw), `"`+placeholder+`"`, quoted, 1))
+	}
+	for _, c := range []struct {
+		name  string
+		raw   func(t *testing.T) []byte
+		field string
+		key   string // fixture name; "" for an object that must be allowed
+	}{
+		{name: "pem-dashes-short-lines", key: "rsa-pkcs1", field: keyLocations[0].field,
+			raw: func(t *testing.T) []byte {
+				return inEnv(t, jsonStringEscaping(shortLines(fx["rsa-pkcs1"].text), escapeBytes("-")))
+			}},
+		{name: "pem-dashes-and-letters-of-the-label", key: "rsa-pkcs1", field: keyLocations[0].field,
+			raw: func(t *testing.T) []byte {
+				return inEnv(t, jsonStringEscaping(fx["rsa-pkcs1"].text, escapeBytes("-BEGINPRVATKY")))
+			}},
+		{name: "pem-every-byte", key: "rsa-pkcs1", field: keyLocations[0].field,
+			raw: func(t *testing.T) []byte { return inEnv(t, jsonStringEscaping(fx["rsa-pkcs1"].text, everyByte)) }},
+		{name: "age-dashes-and-digits", key: "age", field: keyLocations[0].field,
+			raw: func(t *testing.T) []byte {
+				return inEnv(t, jsonStringEscaping(fx["age"].text, escapeBytes("-0123456789")))
+			}},
+		{name: "putty-every-byte", key: "putty", field: keyLocations[0].field,
+			raw: func(t *testing.T) []byte { return inEnv(t, jsonStringEscaping(fx["putty"].text, everyByte)) }},
+		{name: "jwk-text-kty", key: "jwk-ec", field: keyLocations[0].field,
+			raw: func(t *testing.T) []byte { return inEnv(t, jsonStringEscaping(fx["jwk-ec"].text, escapeBytes("kty"))) }},
+		{name: "jwk-member-names", key: "jwk-ec", field: "spec.signing.d",
+			raw: func(t *testing.T) []byte {
+				raw := `{"apiVersion":"v1","kind":"Pod","metadata":{"name":"p"},"spec":{"signing":` + fx["jwk-ec"].text + `}}`
+				return []byte(strings.NewReplacer(`"kty"`, `"\u006bty"`, `"d"`, `"\u0064"`).Replace(raw))
+			}},
+		{name: "certificate-dashes-allowed",
+			raw: func(t *testing.T) []byte {
+				return inEnv(t, jsonStringEscaping(public["certificate"], escapeBytes("-")))
+			}},
+		{name: "html-escapes-in-clean-pod-allowed",
+			raw: func(t *testing.T) []byte {
+				return inEnv(t, jsonStringEscaping("<script>alert('not a key')</script> && echo done > /tmp/out", escapeBytes("<>&")))
+			}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			raw := c.raw(t)
+			// Each key case must hide every trigger: no other pass may find it.
+			if c.key != "" && mayHoldKey(raw) {
+				t.Fatalf("case shows a trigger in its raw bytes")
+			}
+			findings, err := DetectPrivateKeys(raw, "Pod", DefaultConfig())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.key == "" {
+				if len(findings) != 0 {
+					t.Fatalf("want no finding, got %+v", findings)
+				}
+				return
+			}
+			k := fx[c.key]
+			if len(findings) != 1 || findings[0].Field != c.field || findings[0].Kind != k.kind || findings[0].Fingerprint != k.fingerprint() {
+				t.Fatalf("want the %s key at %s, got %+v", c.key, c.field, findings)
+			}
+			assertNoKeyMaterial(t, k.body, fmt.Sprint(findings), KeyDenialMessage(findings))
+		})
+	}
+}
