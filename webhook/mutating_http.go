@@ -791,7 +791,7 @@ func writeReview(w http.ResponseWriter, uid types.UID, resp admission.Response) 
 	if resp.Result.Code == 0 {
 		resp.Result.Code = http.StatusOK
 	}
-	b, err := appendReview(make([]byte, 0, 1024), &resp)
+	b, err := appendReview(nil, &resp)
 	if err != nil {
 		resp = admission.Errored(http.StatusInternalServerError, err)
 		resp.UID = uid
@@ -805,6 +805,25 @@ func writeReview(w http.ResponseWriter, uid types.UID, resp admission.Response) 
 }
 
 func appendReview(b []byte, resp *admission.Response) ([]byte, error) {
+	var patch []byte
+	if len(resp.Patches) > 0 {
+		var err error
+		if patch, err = appendPatch(make([]byte, 0, 4<<10), resp.Patches); err != nil {
+			return b, fmt.Errorf("encoding the patch: %w", err)
+		}
+	}
+	// Room for all of it, so that b grows once. Quoting may need more, rarely.
+	size := 512 + base64.StdEncoding.EncodedLen(len(patch))
+	if resp.Result != nil {
+		size += len(resp.Result.Message)
+	}
+	for _, w := range resp.Warnings {
+		size += len(w) + 8
+	}
+	for k, v := range resp.AuditAnnotations {
+		size += len(k) + len(v) + 8
+	}
+	b = slices.Grow(b, size)
 	b = append(b, `{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1","response":{"uid":`...)
 	b = appendJSONString(b, string(resp.UID))
 	b = append(b, `,"allowed":`...)
@@ -816,11 +835,7 @@ func appendReview(b []byte, resp *admission.Response) ([]byte, error) {
 			return b, err
 		}
 	}
-	if len(resp.Patches) > 0 {
-		patch, err := appendPatch(make([]byte, 0, 512), resp.Patches)
-		if err != nil {
-			return b, fmt.Errorf("encoding the patch: %w", err)
-		}
+	if len(patch) > 0 {
 		b = append(b, `,"patch":"`...)
 		b = base64.StdEncoding.AppendEncode(b, patch)
 		b = append(b, `","patchType":"JSONPatch"`...)
