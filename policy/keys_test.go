@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -576,6 +577,57 @@ func TestDetectPrivateKeysSeesThroughUnicodeEscapes(t *testing.T) {
 				t.Fatalf("want the %s key at %s, got %+v", c.key, c.field, findings)
 			}
 			assertNoKeyMaterial(t, k.body, fmt.Sprint(findings), KeyDenialMessage(findings))
+		})
+	}
+}
+
+// TestDetectPrivateKeysBoundsWorkOnJSONInText checks that text built to make the search
+// for JWKs in it quadratic is denied over the bounds instead.
+func TestDetectPrivateKeysBoundsWorkOnJSONInText(t *testing.T) {
+	for _, c := range []struct{ name, value string }{
+		{"unclosed-objects", strings.Repeat(`{"kty" `, 20000)},
+		{"unclosed-objects-escaped-quotes", strings.Repeat(`{\"kty\" `, 20000)},
+		{"objects-that-fail-late", strings.Repeat(`{\"kty\":1,`, 20000)},
+		{"more-objects-than-candidates", strings.Repeat(`{"kty":"EC","d":"x"} `, 5000)},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := detect(t, keyLocations[0].build("# keys\n"+c.value), "Pod", DefaultConfig())
+			var limit *KeyLimitError
+			if !errors.As(err, &limit) {
+				t.Fatalf("want a limit error, got %v", err)
+			}
+		})
+	}
+}
+
+// TestDetectPrivateKeysPuTTYOnOneLineBlobStartingWithDigits checks an encrypted PuTTY
+// key whose private blob starts with digits, written on one line: the digits run on
+// from the line count, and the blob must still be found whole.
+func TestDetectPrivateKeysPuTTYOnOneLineBlobStartingWithDigits(t *testing.T) {
+	blob := make([]byte, 48)
+	for i := range blob {
+		blob[i] = byte(0xd7 + 31*i)
+	}
+	b64Blob := base64.StdEncoding.EncodeToString(blob)
+	if b64Blob[0] < '0' || b64Blob[0] > '9' {
+		t.Fatalf("blob must start with a digit: %q", b64Blob[:4])
+	}
+	text := "PuTTY-User-Key-File-2: ssh-ed25519\nEncryption: aes256-cbc\nComment: agent\nPublic-Lines: 2\n" +
+		"AAAAC3NzaC1lZDI1NTE5AAAAIGw0eXh1b3d0a2V5Zm9yYWdlbnRzYW5kYm94c\n2lnbmluZw==\n" +
+		"Private-Lines: 1\n" + b64Blob + "\nPrivate-MAC: " + strings.Repeat("ab", 20) + "\n"
+	want := keyFingerprint(sha256.Sum256(blob))
+	for name, value := range map[string]string{
+		"multi-line": text,
+		"one-line":   strings.ReplaceAll(text, "\n", ""),
+	} {
+		t.Run(name, func(t *testing.T) {
+			findings, err := detect(t, keyLocations[0].build(value), "Pod", DefaultConfig())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(findings) != 1 || findings[0].Kind != KindPuTTYEncrypted || findings[0].Fingerprint != want {
+				t.Fatalf("want the encrypted PuTTY key %s, got %+v", want, findings)
+			}
 		})
 	}
 }

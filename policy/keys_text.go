@@ -938,6 +938,7 @@ func (s *keyScanner) scanPuTTY(text []byte) error {
 		for q < len(rest) && (rest[q] == ' ' || rest[q] == '+') {
 			q++
 		}
+		digits := q
 		for q < len(rest) && rest[q] >= '0' && rest[q] <= '9' {
 			q++
 		}
@@ -945,32 +946,43 @@ func (s *keyScanner) scanPuTTY(text []byte) error {
 		if h := indexFold(rest[q:], "private-hash:", 0); macAt < 0 || h >= 0 && h < macAt {
 			macAt = h
 		}
-		if macAt < 0 {
+		if macAt < 0 || q == digits {
 			continue
 		}
-		blob, ok := cleanBase64(rest[q : q+macAt])
-		if !ok || len(blob) < 16 {
-			continue
-		}
+		macAt += q
 		header := rest[:p]
 		encrypted := false
 		if e := indexFold(header, "encryption:", 0); e >= 0 {
 			v := bytes.TrimLeft(header[e+len("encryption:"):], " +")
 			encrypted = !(len(v) >= 4 && equalFold(v[:4], "none"))
 		}
-		if encrypted {
-			if len(blob)%16 != 0 {
-				continue
+		// On one line the blob follows the line count without a separator, and may
+		// itself start with digits: try each place the count could end.
+		first := q
+		if q < len(rest) && b64Class[rest[q]] {
+			first = digits + 1
+		}
+		for end := first; end <= q; end++ {
+			if kind, blob, ok := puttyBlob(rest[end:macAt], encrypted); ok {
+				s.add(kind, sha256.Sum256(blob), false)
+				break
 			}
-			s.add(KindPuTTYEncrypted, sha256.Sum256(blob), false)
-			continue
 		}
-		n := int(blob[0])<<24 | int(blob[1])<<16 | int(blob[2])<<8 | int(blob[3])
-		if n == 0 || n > len(blob)-4 {
-			continue
-		}
-		s.add(KindPuTTY, sha256.Sum256(blob), false)
 	}
+}
+
+// puttyBlob decodes the private blob of a PuTTY key file and checks its structure: whole
+// cipher blocks when encrypted, a length-prefixed field when not.
+func puttyBlob(b64 []byte, encrypted bool) (string, []byte, bool) {
+	blob, ok := cleanBase64(b64)
+	if !ok || len(blob) < 16 {
+		return "", nil, false
+	}
+	if encrypted {
+		return KindPuTTYEncrypted, blob, len(blob)%16 == 0
+	}
+	n := int(blob[0])<<24 | int(blob[1])<<16 | int(blob[2])<<8 | int(blob[3])
+	return KindPuTTY, blob, n != 0 && n <= len(blob)-4
 }
 
 // scanAge handles age identities: "AGE-SECRET-KEY-1" and a Bech32 payload with a valid
