@@ -332,3 +332,25 @@ func TestWriteReviewEncodesAsEncodingJSON(t *testing.T) {
 		}
 	}
 }
+
+func TestServeHTTPAcceptsJSONWithParametersOnly(t *testing.T) {
+	cfg := policy.DefaultConfig()
+	h := newTestInjector(t, cfg, &stubReader{namespaces: map[string]*corev1.Namespace{"team-a": tenantNamespace("team-a")}})
+	body := admissionReviewBody(t, benchPod(0, 1))
+	for ct, ok := range map[string]bool{
+		"application/json": true, "application/json; charset=utf-8": true, "Application/JSON": true,
+		"text/plain": false, "": false, "application/jsonx": false, "application/yaml; x=application/json": false,
+	} {
+		req := httptest.NewRequest(http.MethodPost, PathMutatePods, bytes.NewReader(body))
+		req.Header.Set("Content-Type", ct)
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		var review admissionv1.AdmissionReview
+		if err := json.Unmarshal(rec.Body.Bytes(), &review); err != nil || review.Response == nil {
+			t.Fatalf("%q: %v %s", ct, err, rec.Body)
+		}
+		if review.Response.Allowed != ok {
+			t.Errorf("%q: allowed %v, want %v: %+v", ct, review.Response.Allowed, ok, review.Response.Result)
+		}
+	}
+}
