@@ -75,6 +75,8 @@ func FuzzDetectPrivateKeysRaw(f *testing.F) {
 	f.Add([]byte(`{"kty":"EC","d":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}`))
 	f.Add([]byte(`[{"type":"service_account","private_key":"x"}]`))
 	f.Add([]byte(`"` + strings.Repeat("QUFB", 40) + `"`))
+	f.Add([]byte(`{"a":"\u002d\u002d\u002d\u002d\u002dBEGIN PRIVATE KEY\u002d\u002d\u002d\u002d\u002d\nMIIE"}`))
+	f.Add([]byte(`{"a":"# key\n{\"\u006bty\":\"EC\",\"d\":\"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\"}\n-----BEGIN CERTIFICATE-----"}`))
 	cfg := DefaultConfig()
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		findings, err := DetectPrivateKeys(raw, "ConfigMap", cfg)
