@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"strings"
+	"sync"
 )
 
 // KeyFinding is one private key embedded in an object. It names where the key is and
@@ -117,8 +118,9 @@ func DetectPrivateKeys(raw []byte, kind string, cfg *Config) ([]KeyFinding, erro
 	if !mayHoldKey(raw) && !hasUnicodeEscape(raw) {
 		return nil, nil
 	}
-	s := &keyScanner{maxCandidates: limits.MaxCandidates, maxDepth: limits.MaxDecodeDepth}
-	s.path = s.pathBuf[:0]
+	s := scannerPool.Get().(*keyScanner)
+	defer s.release()
+	s.maxCandidates, s.maxDepth = limits.MaxCandidates, limits.MaxDecodeDepth
 	if s.maxCandidates <= 0 {
 		s.maxCandidates = 4096
 	}
@@ -128,16 +130,34 @@ func DetectPrivateKeys(raw []byte, kind string, cfg *Config) ([]KeyFinding, erro
 	if err := s.scanObject(raw); err != nil {
 		return nil, err
 	}
-	s.findings = dedupeFindings(s.findings)
-	for i := range s.findings {
-		f := &s.findings[i]
+	findings := dedupeFindings(s.findings)
+	for i := range findings {
+		f := &findings[i]
 		for _, allowed := range limits.AllowedFingerprints {
 			if fingerprintMatches(allowed, f.digest) {
 				f.Allowed = true
 			}
 		}
 	}
-	return s.findings, nil
+	return findings, nil
+}
+
+// scannerPool keeps scanners, and the path buffers inside them, from one object to the
+// next: a scanner's path points into the scanner, which puts it on the heap.
+var scannerPool = sync.Pool{New: func() any {
+	s := new(keyScanner)
+	s.path = s.pathBuf[:0]
+	return s
+}}
+
+// release resets s, dropping every reference into the object and the findings that
+// were handed out, and returns it to the pool.
+func (s *keyScanner) release() {
+	clear(s.pathBuf[:])
+	s.path = s.pathBuf[:0]
+	s.findings = nil
+	s.candidates, s.nested, s.field = 0, 0, ""
+	scannerPool.Put(s)
 }
 
 // RejectingKeys returns the findings that make an object rejected.

@@ -136,9 +136,28 @@ type jsonWalker struct {
 	b []byte
 	// depth is the decode depth of the text being walked (0 for the object itself).
 	depth int
+	// strEsc is which escapes the last string value walked held.
+	strEsc stringEscapes
 }
 
 func (w *jsonWalker) skipSpace(i int) int {
+	// Objects as the API server sends them have no space between tokens.
+	if i < len(w.b) && notLayout[w.b[i]] {
+		return i
+	}
+	return w.skipLayout(i)
+}
+
+// notLayout marks the bytes skipSpace stops at without looking further.
+var notLayout = func() (t [256]bool) {
+	for c := '!'; c < 256; c++ {
+		t[c] = c != '\\' && c != '+'
+	}
+	return t
+}()
+
+// skipLayout is skipSpace past spaces and, inside values, escaped layout.
+func (w *jsonWalker) skipLayout(i int) int {
 	for i < len(w.b) {
 		switch w.b[i] {
 		case ' ', '\t', '\n', '\r':
@@ -183,13 +202,14 @@ func (w *jsonWalker) value(i, nesting int) (int, error) {
 		if err != nil {
 			return i, err
 		}
+		w.strEsc = esc
 		body := w.b[i+1 : end-1]
 		if len(body) < minKeyValueLen {
 			return end, nil
 		}
 		var text []byte
 		switch {
-		case mayHoldKey(body):
+		case mayHoldKeyShort(body):
 			// Every pass reads "\n" and "\r" as line breaks, so a value with no
 			// other escapes is scanned as it is.
 			text = body
@@ -321,6 +341,47 @@ func escapeOf(c byte) stringEscapes {
 	return otherEscapes
 }
 
+// mayHoldKeyShort is mayHoldKey for the string values of an object, most of which are
+// short: a string too short for a base64 run is read eight bytes at a time for the
+// bytes that start the other triggers, and handed to mayHoldKey only if one of them
+// could start one there.
+func mayHoldKeyShort(b []byte) bool {
+	if len(b) >= minBase64Run {
+		return mayHoldKey(b)
+	}
+	j := 0
+	for ; j+8 <= len(b); j += 8 {
+		x := binary.LittleEndian.Uint64(b[j:])
+		m := hasByte(x, '-') | hasByte(x, 'k') | hasByte(x, '%')
+		for ; m != 0; m &= m - 1 {
+			if mayStartTrigger(b, j+bits.TrailingZeros64(m)/8) {
+				return mayHoldKey(b)
+			}
+		}
+	}
+	for ; j < len(b); j++ {
+		if mayStartTrigger(b, j) {
+			return mayHoldKey(b)
+		}
+	}
+	return false
+}
+
+// mayStartTrigger reports whether b[p] could be part of a trigger: a dash that another
+// follows or that ends "age" or "putty" (any case), "kty", or a percent escape.
+func mayStartTrigger(b []byte, p int) bool {
+	switch b[p] {
+	case '-':
+		return p+1 < len(b) && b[p+1] == '-' ||
+			p >= 3 && equalFold(b[p-3:p], "age") || p >= 5 && equalFold(b[p-5:p], "putty")
+	case 'k':
+		return p+2 < len(b) && b[p+1] == 't' && b[p+2] == 'y'
+	case '%':
+		return true
+	}
+	return false
+}
+
 // hasByte sets the high bit of each byte of x that equals c, and possibly of bytes
 // above one that does: the lowest bit set is exact.
 func hasByte(x uint64, c byte) uint64 {
@@ -387,7 +448,10 @@ func (w *jsonWalker) object(i, nesting int) (int, error) {
 			switch string(key) {
 			case "type", "kty", "name":
 				if i-vstart <= 66 {
-					v, _ := unescapeJSON(w.b[vstart+1 : i-1])
+					v := w.b[vstart+1 : i-1]
+					if w.strEsc != noEscapes {
+						v, _ = unescapeJSON(v)
+					}
 					switch string(key) {
 					case "type":
 						facts.typ = v

@@ -103,6 +103,10 @@ func findTriggers(b []byte, first bool) triggerSet {
 // containsKty is bytes.Contains(b, trigKty) without the setup cost of a general
 // search, which dominates on the short strings that most values are.
 func containsKty(b []byte) bool {
+	if len(b) > 256 {
+		// Long text, where base64 puts a 'k' every 64 bytes or so.
+		return bytes.Contains(b, trigKty)
+	}
 	for i := 0; ; {
 		k := bytes.IndexByte(b[i:], 'k')
 		if k < 0 {
@@ -174,7 +178,8 @@ func equalFold(b []byte, lower string) bool {
 // hasBase64Run reports a run of at least minBase64Run base64 characters that is not
 // plain hex (digests are).
 func hasBase64Run(b []byte) bool {
-	return len(base64Runs(b, nil, 1)) > 0
+	var first [1]int
+	return len(base64Runs(b, first[:0], 1)) > 0
 }
 
 // base64Runs appends the start of each run of at least minBase64Run base64 characters
@@ -487,11 +492,10 @@ const maxLabelLen = 80
 // nextMarker finds the first PEM-style marker of text at or after from.
 func nextMarker(text []byte, from int, m *pemMarker) bool {
 	for i := from; ; {
-		j := bytes.Index(text[i:], trigDashes)
-		if j < 0 {
+		p := indexDashes(text, i)
+		if p < 0 {
 			return false
 		}
-		p := i + j
 		q := p
 		for q < len(text) && text[q] == '-' {
 			q++
@@ -511,8 +515,7 @@ func nextMarker(text []byte, from int, m *pemMarker) bool {
 			continue
 		}
 		// The label runs to the next "----" within maxLabelLen.
-		limit := min(len(text), r+maxLabelLen)
-		k := bytes.Index(text[r:limit], trigDashes)
+		k := scanLabel(text, r, m)
 		if k < 0 {
 			continue
 		}
@@ -526,9 +529,30 @@ func nextMarker(text []byte, from int, m *pemMarker) bool {
 			e -= n / 2
 		}
 		m.begin, m.start, m.end = begin, p, e
-		m.labelLen = normaliseLabel(m.label[:0], text[r:r+k])
 		return true
 	}
+}
+
+// indexDashes returns the index of the first run of at least four dashes in b at or
+// after from, or -1. Bodies hold few dashes, so a search for one dash at a time stays
+// cheaper than a general search for four.
+func indexDashes(b []byte, from int) int {
+	for i := from; i < len(b); {
+		k := bytes.IndexByte(b[i:], '-')
+		if k < 0 {
+			return -1
+		}
+		p := i + k
+		q := p + 1
+		for q < len(b) && b[q] == '-' {
+			q++
+		}
+		if q-p >= len(trigDashes) {
+			return p
+		}
+		i = q
+	}
+	return -1
 }
 
 // startsMarkerWord reports whether b starts with "BEGIN" or "END", in any case, after
@@ -538,27 +562,58 @@ func startsMarkerWord(b []byte) bool {
 	return len(b) >= 5 && equalFold(b[:5], "begin") || len(b) >= 3 && equalFold(b[:3], "end")
 }
 
-// normaliseLabel appends the label b to dst (which has room for it) in upper case with
-// words separated by one space, and returns its length.
-func normaliseLabel(dst, b []byte) int {
-	space := false
-	for _, c := range b {
-		switch {
-		case c >= 'a' && c <= 'z':
-			c -= 32
-			fallthrough
-		case c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '#':
-			if space && len(dst) > 0 {
-				dst = append(dst, ' ')
+// scanLabel reads the label that starts at text[r] and runs to the next "----" within
+// maxLabelLen bytes. It stores the label in m normalised, in upper case with words
+// separated by one space, and returns where the dashes start, counted from r; -1 if no
+// "----" ends it.
+func scanLabel(text []byte, r int, m *pemMarker) int {
+	limit := min(len(text), r+maxLabelLen)
+	n, space := 0, false
+	for k := r; k < limit; k++ {
+		c := text[k]
+		if c == '-' {
+			q := k + 1
+			for q < limit && text[q] == '-' {
+				q++
 			}
-			space = false
-			dst = append(dst, c)
-		default:
-			space = true
+			if q-k >= len(trigDashes) {
+				m.labelLen = n
+				return k - r
+			}
+			space, k = true, q-1
+			continue
 		}
+		u := labelByte[c]
+		if u == 0 {
+			space = true
+			continue
+		}
+		if space && n > 0 {
+			m.label[n] = ' '
+			n++
+		}
+		space = false
+		m.label[n] = u
+		n++
 	}
-	return len(dst)
+	return -1
 }
+
+// labelByte maps the bytes that make up words of a label to upper case, and the
+// others, which separate words, to 0.
+var labelByte = func() (t [256]byte) {
+	for c := byte('a'); c <= 'z'; c++ {
+		t[c] = c - 32
+	}
+	for c := byte('A'); c <= 'Z'; c++ {
+		t[c] = c
+	}
+	for c := byte('0'); c <= '9'; c++ {
+		t[c] = c
+	}
+	t['#'] = '#'
+	return t
+}()
 
 // scanPEM finds the PEM-style blocks of text and examines those whose label says
 // private key. It appends to masked the spans of the blocks it recognised, private or
