@@ -139,19 +139,21 @@ func (j *injector) run() InjectionDecision {
 	var mounted []string
 	for i := range pod.InitContainers {
 		c := &pod.InitContainers[i]
+		path := "/spec/initContainers/" + strconv.Itoa(i)
 		if j.selected(c.Name) {
-			j.container(c, "/spec/initContainers/"+strconv.Itoa(i), fmt.Sprintf("spec.initContainers[%d]", i), managed)
+			j.container(c, path, "initContainers", i, managed)
 			mounted = append(mounted, "init:"+c.Name)
 		}
-		j.pullPolicy(c, "/spec/initContainers/"+strconv.Itoa(i))
+		j.pullPolicy(c, path)
 	}
 	for i := range pod.Containers {
 		c := &pod.Containers[i]
+		path := "/spec/containers/" + strconv.Itoa(i)
 		if j.selected(c.Name) {
-			j.container(c, "/spec/containers/"+strconv.Itoa(i), fmt.Sprintf("spec.containers[%d]", i), managed)
+			j.container(c, path, "containers", i, managed)
 			mounted = append(mounted, c.Name)
 		}
-		j.pullPolicy(c, "/spec/containers/"+strconv.Itoa(i))
+		j.pullPolicy(c, path)
 	}
 
 	if len(j.denials) > 0 {
@@ -163,10 +165,10 @@ func (j *injector) run() InjectionDecision {
 	}
 
 	if len(j.removed) > 0 {
-		j.warnings = append(j.warnings, fmt.Sprintf("removed env %s: they make the agent bypass the tenant's gateway", strings.Join(uniqueSorted(j.removed), ", ")))
+		j.warnings = append(j.warnings, "removed env "+strings.Join(uniqueSorted(j.removed), ", ")+": they make the agent bypass the tenant's gateway")
 	}
 	if len(j.replaced) > 0 {
-		j.warnings = append(j.warnings, fmt.Sprintf("replaced the pod's own value of env %s: the webhook manages them", strings.Join(uniqueSorted(j.replaced), ", ")))
+		j.warnings = append(j.warnings, "replaced the pod's own value of env "+strings.Join(uniqueSorted(j.replaced), ", ")+": the webhook manages them")
 	}
 	cred := j.in.Credential
 	if cred.State != CredentialUsable && cred.State != CredentialNone && cred.State != "" {
@@ -189,10 +191,12 @@ func (j *injector) run() InjectionDecision {
 	if summary.Containers == nil {
 		summary.Containers = []string{}
 	}
-	var previous InjectionSummary
-	if prev := pod.Annotations[AnnotationInjected]; prev != "" && json.Unmarshal([]byte(prev), &previous) == nil {
-		summary.RemovedEnv = append(summary.RemovedEnv, previous.RemovedEnv...)
-		summary.ReplacedEnv = append(summary.ReplacedEnv, previous.ReplacedEnv...)
+	if prev := pod.Annotations[AnnotationInjected]; prev != "" {
+		var previous InjectionSummary
+		if json.Unmarshal([]byte(prev), &previous) == nil {
+			summary.RemovedEnv = append(summary.RemovedEnv, previous.RemovedEnv...)
+			summary.ReplacedEnv = append(summary.ReplacedEnv, previous.ReplacedEnv...)
+		}
 	}
 	summary.RemovedEnv = uniqueSorted(summary.RemovedEnv)
 	summary.ReplacedEnv = uniqueSorted(summary.ReplacedEnv)
@@ -297,17 +301,19 @@ func (j *injector) volume(volumes []corev1.Volume) {
 	}
 }
 
-func (j *injector) container(c *InjectionContainer, path, field string, managed []corev1.EnvVar) {
+// container injects into c, container index of the pod's list (containers or
+// initContainers) at path.
+func (j *injector) container(c *InjectionContainer, path, list string, index int, managed []corev1.EnvVar) {
 	t := j.cfg.Token
 	mount := corev1.VolumeMount{Name: t.VolumeName, MountPath: t.MountPath, ReadOnly: true}
 	found := false
-	for i := range c.VolumeMounts {
-		m := &c.VolumeMounts[i]
+	for k := range c.VolumeMounts {
+		m := &c.VolumeMounts[k]
 		if m.Name != t.VolumeName && m.MountPath != t.MountPath {
 			continue
 		}
 		if !reflect.DeepEqual(*m, mount) {
-			j.denials = append(j.denials, fmt.Sprintf("%s.volumeMounts[%d] (container %q, mount %q at %q): the gateway token is mounted read-only from volume %q at %q and nothing else may use that name or path; remove the mount and let the webhook add it", field, i, c.Name, m.Name, m.MountPath, t.VolumeName, t.MountPath))
+			j.denials = append(j.denials, fmt.Sprintf("spec.%s[%d].volumeMounts[%d] (container %q, mount %q at %q): the gateway token is mounted read-only from volume %q at %q and nothing else may use that name or path; remove the mount and let the webhook add it", list, index, k, c.Name, m.Name, m.MountPath, t.VolumeName, t.MountPath))
 		}
 		found = true
 	}

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	admissionv1 "k8s.io/api/admission/v1"
@@ -30,6 +32,10 @@ type SandboxPodInjector struct {
 	// reader is the manager's cache: Namespaces, and only the labelled Secrets.
 	reader  client.Reader
 	metrics *injectionMetrics
+	// credentialLabels selects the labelled Secrets, built once rather than per lookup.
+	credentialLabels client.MatchingLabelsSelector
+	// memory keeps the buffers of finished requests of ServeHTTP.
+	memory reviewMemoryPool
 }
 
 // NewSandboxPodInjector returns the handler. reader must answer from a cache.
@@ -38,7 +44,10 @@ func NewSandboxPodInjector(cfg *policy.Config, reader client.Reader, reg prometh
 	if err != nil {
 		return nil, err
 	}
-	return &SandboxPodInjector{cfg: cfg, reader: reader, metrics: m}, nil
+	return &SandboxPodInjector{
+		cfg: cfg, reader: reader, metrics: m,
+		credentialLabels: client.MatchingLabelsSelector{Selector: credentialLookupSelector(cfg)},
+	}, nil
 }
 
 func installPodMutation(mgr manager.Manager, cfg *policy.Config) error {
@@ -87,6 +96,16 @@ func stripSecretMetadata(obj any) (any, error) {
 
 var _ toolscache.TransformFunc = stripSecretMetadata
 
+// credentialLookupSelector is the selector client.HasLabels builds for the provider
+// label on every List.
+func credentialLookupSelector(cfg *policy.Config) labels.Selector {
+	sel := labels.NewSelector()
+	if req, err := labels.NewRequirement(cfg.Inference.ProviderLabel, selection.Exists, nil); err == nil {
+		sel = sel.Add(*req)
+	}
+	return sel
+}
+
 // Handle decides the injection for one pod CREATE.
 func (h *SandboxPodInjector) Handle(ctx context.Context, req admission.Request) admission.Response {
 	if req.Operation != admissionv1.Create || req.Kind.Kind != "Pod" || req.SubResource != "" {
@@ -96,11 +115,12 @@ func (h *SandboxPodInjector) Handle(ctx context.Context, req admission.Request) 
 	if err != nil {
 		return h.done("error", admission.Errored(http.StatusBadRequest, fmt.Errorf("decoding the pod: %w", err)))
 	}
-	return h.handlePod(ctx, req.Namespace, pod)
+	return h.handlePod(ctx, req.Namespace, pod, &corev1.Namespace{})
 }
 
-// handlePod decides for a decoded pod of a CREATE request in namespace nsName.
-func (h *SandboxPodInjector) handlePod(ctx context.Context, nsName string, pod *policy.InjectionPod) admission.Response {
+// handlePod decides for a decoded pod of a CREATE request in namespace nsName. The
+// Namespace is read into ns.
+func (h *SandboxPodInjector) handlePod(ctx context.Context, nsName string, pod *policy.InjectionPod, ns *corev1.Namespace) admission.Response {
 	if !policy.IsSandboxPod(pod, h.cfg) {
 		return h.done(string(policy.OutcomeNotSandbox), admission.Allowed(""))
 	}
@@ -110,7 +130,7 @@ func (h *SandboxPodInjector) handlePod(ctx context.Context, nsName string, pod *
 	if h.cfg.IsExcludedNamespace(nsName) {
 		return h.done(string(policy.OutcomeNotTenant), admission.Allowed(""))
 	}
-	ns, err := h.namespace(ctx, nsName)
+	ns, err := h.namespace(ctx, nsName, ns)
 	if err != nil {
 		return h.done("error", admission.Errored(http.StatusServiceUnavailable, err))
 	}
@@ -139,12 +159,12 @@ func (h *SandboxPodInjector) handlePod(ctx context.Context, nsName string, pod *
 	return h.done(string(d.Outcome), resp)
 }
 
-// namespace reads the pod's Namespace from the cache; nil when it does not exist.
-func (h *SandboxPodInjector) namespace(ctx context.Context, name string) (*corev1.Namespace, error) {
-	ctx, cancel := context.WithTimeout(ctx, h.cfg.Inference.LookupTimeout.Duration)
-	defer cancel()
-	ns := &corev1.Namespace{}
-	err := h.reader.Get(ctx, client.ObjectKey{Name: name}, ns, client.UnsafeDisableDeepCopy)
+// namespace reads the pod's Namespace from the cache into ns; nil when it does not
+// exist.
+func (h *SandboxPodInjector) namespace(ctx context.Context, name string, ns *corev1.Namespace) (*corev1.Namespace, error) {
+	lookup := newLookupContext(ctx, h.cfg.Inference.LookupTimeout.Duration)
+	defer lookup.stop()
+	err := h.reader.Get(lookup, client.ObjectKey{Name: name}, ns, client.UnsafeDisableDeepCopy)
 	if apierrors.IsNotFound(err) {
 		return nil, nil
 	}
@@ -158,13 +178,13 @@ func (h *SandboxPodInjector) namespace(ctx context.Context, name string) (*corev
 // answered in time counts as "no usable credential": inference is optional and must
 // never block a sandbox.
 func (h *SandboxPodInjector) credential(ctx context.Context, ns string) policy.InferenceCredential {
-	ctx, cancel := context.WithTimeout(ctx, h.cfg.Inference.LookupTimeout.Duration)
-	defer cancel()
+	lookup := newLookupContext(ctx, h.cfg.Inference.LookupTimeout.Duration)
+	defer lookup.stop()
 	var secrets corev1.SecretList
-	err := h.reader.List(ctx, &secrets, client.InNamespace(ns), client.HasLabels{h.cfg.Inference.ProviderLabel}, client.UnsafeDisableDeepCopy)
+	err := h.reader.List(lookup, &secrets, client.InNamespace(ns), h.credentialLabels, client.UnsafeDisableDeepCopy)
 	if err != nil {
 		why := "the lookup failed"
-		if errors.Is(err, context.DeadlineExceeded) || errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		if errors.Is(err, context.DeadlineExceeded) || errors.Is(lookup.Err(), context.DeadlineExceeded) {
 			why = fmt.Sprintf("no answer within %s", h.cfg.Inference.LookupTimeout.Duration)
 		}
 		h.metrics.lookupFailures.Inc()
@@ -173,6 +193,71 @@ func (h *SandboxPodInjector) credential(ctx context.Context, ns string) policy.I
 	c := policy.ClassifyInferenceCredentials(secrets.Items, h.cfg)
 	h.metrics.credentials.WithLabelValues(string(c.State)).Inc()
 	return c
+}
+
+// lookupContext bounds one cache lookup by a timeout, as context.WithTimeout does, but
+// starts the timer only when something waits on Done: a cache answers from memory
+// without waiting, and a timer per lookup costs more than the lookup.
+type lookupContext struct {
+	context.Context // the request's
+	deadline        time.Time
+
+	mu     sync.Mutex
+	timed  context.Context // made on the first Done
+	cancel context.CancelFunc
+	err    error // once set, what Err returns
+}
+
+func newLookupContext(parent context.Context, timeout time.Duration) *lookupContext {
+	deadline := time.Now().Add(timeout)
+	if d, ok := parent.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	return &lookupContext{Context: parent, deadline: deadline}
+}
+
+func (c *lookupContext) Deadline() (time.Time, bool) { return c.deadline, true }
+
+func (c *lookupContext) Done() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.timed == nil {
+		c.timed, c.cancel = context.WithDeadline(c.Context, c.deadline)
+		if c.err != nil {
+			c.cancel()
+		}
+	}
+	return c.timed.Done()
+}
+
+func (c *lookupContext) Err() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch {
+	case c.err != nil:
+	case c.timed != nil:
+		return c.timed.Err()
+	case c.Context.Err() != nil:
+		c.err = c.Context.Err()
+	case !time.Now().Before(c.deadline):
+		c.err = context.DeadlineExceeded
+	}
+	return c.err
+}
+
+// stop ends the lookup, as the CancelFunc of context.WithTimeout does.
+func (c *lookupContext) stop() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.err == nil && c.timed != nil {
+		c.err = c.timed.Err()
+	}
+	if c.err == nil {
+		c.err = context.Canceled
+	}
+	if c.timed != nil {
+		c.cancel()
+	}
 }
 
 func (h *SandboxPodInjector) done(outcome string, resp admission.Response) admission.Response {

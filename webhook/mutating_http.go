@@ -10,8 +10,10 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"unicode/utf16"
 	"unicode/utf8"
+	"unsafe"
 
 	"gomodules.xyz/jsonpatch/v2"
 	admissionv1 "k8s.io/api/admission/v1"
@@ -42,12 +44,80 @@ type podAdmissionRequest struct {
 	PodErr error
 }
 
+// reviewMemory is what one request of ServeHTTP allocates, kept for the next request
+// once the response is written. Every string decoded from the request is a substring
+// of body, so nothing of the request may outlive its response: policy copies what it
+// keeps into new strings, the lookups are synchronous, and the metrics' labels are
+// constants.
+type reviewMemory struct {
+	body   []byte
+	review []byte
+	patch  []byte
+	decoderMemory
+}
+
+// decoderMemory is what a jsonDecoder may reuse instead of allocating.
+type decoderMemory struct {
+	req                 podAdmissionRequest
+	pod                 policy.InjectionPod
+	envs                []policy.InjectionEnvVar
+	containers          []policy.InjectionContainer
+	volumes             []corev1.Volume
+	mounts              []corev1.VolumeMount
+	labels, annotations map[string]string
+	// namespace is the pod's Namespace, as the cache returned it.
+	namespace corev1.Namespace
+}
+
+// Above these sizes a request's memory is left to the garbage collector, so that one
+// large pod does not keep its memory in the pool.
+const (
+	maxPooledBytes = 256 << 10
+	maxPooledItems = 4 << 10
+	maxPooledMap   = 64
+)
+
+// reviewMemoryPool holds the reviewMemory of finished requests.
+type reviewMemoryPool struct{ pool sync.Pool }
+
+func (p *reviewMemoryPool) get() *reviewMemory {
+	if m, ok := p.pool.Get().(*reviewMemory); ok {
+		return m
+	}
+	return &reviewMemory{}
+}
+
+// put keeps m for another request. The caller must hold nothing decoded from m.body.
+func (p *reviewMemoryPool) put(m *reviewMemory) {
+	if cap(m.body) > maxPooledBytes || cap(m.review) > maxPooledBytes || cap(m.patch) > maxPooledBytes ||
+		cap(m.envs) > maxPooledItems || cap(m.containers) > maxPooledItems ||
+		cap(m.volumes) > maxPooledItems || cap(m.mounts) > maxPooledItems {
+		return
+	}
+	// Not the cache's labels: they may change.
+	m.namespace = corev1.Namespace{}
+	if len(m.labels) > maxPooledMap {
+		m.labels = nil
+	}
+	if len(m.annotations) > maxPooledMap {
+		m.annotations = nil
+	}
+	p.pool.Put(m)
+}
+
 // ServeHTTP answers AdmissionReview v1 requests for pods.
 func (h *SandboxPodInjector) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	req, err := readPodReview(r, h.cfg)
+	mem := h.memory.get()
+	h.serveHTTP(w, r, mem)
+	// Not deferred: after a panic, the memory is the garbage collector's.
+	h.memory.put(mem)
+}
+
+func (h *SandboxPodInjector) serveHTTP(w http.ResponseWriter, r *http.Request, mem *reviewMemory) {
+	req, err := readPodReview(r, h.cfg, mem)
 	if err != nil {
 		h.metrics.requests.WithLabelValues("error").Inc()
-		writeReview(w, "", admission.Errored(http.StatusBadRequest, err))
+		writeReviewWith(w, "", admission.Errored(http.StatusBadRequest, err), mem)
 		return
 	}
 	var resp admission.Response
@@ -63,12 +133,14 @@ func (h *SandboxPodInjector) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			resp = h.done("error", admission.Errored(http.StatusBadRequest, fmt.Errorf("decoding the pod: %w", err)))
 			break
 		}
-		resp = h.handlePod(r.Context(), req.Namespace, pod)
+		resp = h.handlePod(r.Context(), req.Namespace, pod, &mem.namespace)
 	}
-	writeReview(w, req.UID, resp)
+	writeReviewWith(w, req.UID, resp, mem)
 }
 
-func readPodReview(r *http.Request, cfg *policy.Config) (*podAdmissionRequest, error) {
+// readPodReview reads and decodes the request into mem, whose body the strings of the
+// result share.
+func readPodReview(r *http.Request, cfg *policy.Config, mem *reviewMemory) (*podAdmissionRequest, error) {
 	if r.Method != http.MethodPost {
 		return nil, fmt.Errorf("method %s: admission reviews are POSTed", r.Method)
 	}
@@ -78,26 +150,53 @@ func readPodReview(r *http.Request, cfg *policy.Config) (*podAdmissionRequest, e
 	if !strings.EqualFold(strings.TrimSpace(ct), "application/json") {
 		return nil, fmt.Errorf("content type %q: want application/json", r.Header.Get("Content-Type"))
 	}
-	// Read straight into the string that every string of the review and the pod will
+	// Read straight into the bytes that every string of the review and the pod will
 	// be a substring of.
-	var body strings.Builder
+	body := mem.body[:0]
 	if r.ContentLength > 0 && r.ContentLength <= maxReviewBytes {
-		body.Grow(int(r.ContentLength))
+		body = slices.Grow(body, int(r.ContentLength)+1)
 	}
-	if _, err := io.CopyBuffer(&body, io.LimitReader(r.Body, maxReviewBytes+1), make([]byte, 1<<10)); err != nil {
+	body, err := readBody(body, r.Body)
+	mem.body = body[:0]
+	if err != nil {
 		return nil, fmt.Errorf("reading the request: %w", err)
 	}
-	if body.Len() > maxReviewBytes {
+	if len(body) > maxReviewBytes {
 		return nil, fmt.Errorf("request larger than %d bytes", maxReviewBytes)
 	}
-	return decodePodReview(body.String(), cfg)
+	d := jsonDecoder{s: unsafe.String(unsafe.SliceData(body), len(body))}
+	d.reuse(&mem.decoderMemory)
+	req, err := d.podReview(cfg)
+	d.done()
+	return req, err
+}
+
+// readBody appends up to maxReviewBytes+1 bytes of r to b.
+func readBody(b []byte, r io.Reader) ([]byte, error) {
+	for {
+		if len(b) == cap(b) {
+			b = slices.Grow(b, min(max(len(b), 512), maxReviewBytes+1-len(b)))
+		}
+		n, err := r.Read(b[len(b):min(cap(b), maxReviewBytes+1)])
+		b = b[:len(b)+n]
+		if err == io.EOF || len(b) > maxReviewBytes {
+			return b, nil
+		}
+		if err != nil {
+			return b, err
+		}
+	}
 }
 
 // decodePodReview reads an AdmissionReview v1, and the pod of a pod CREATE.
 func decodePodReview(body string, cfg *policy.Config) (*podAdmissionRequest, error) {
+	d := jsonDecoder{s: body}
+	return d.podReview(cfg)
+}
+
+func (d *jsonDecoder) podReview(cfg *policy.Config) (*podAdmissionRequest, error) {
 	var apiVersion, kind string
 	var req *podAdmissionRequest
-	d := jsonDecoder{s: body}
 	err := d.document(func() error {
 		return d.object(func(key string) error {
 			switch key {
@@ -111,7 +210,7 @@ func decodePodReview(body string, cfg *policy.Config) (*podAdmissionRequest, err
 					return nil
 				}
 				if req == nil {
-					req = &podAdmissionRequest{}
+					req = d.newRequest()
 				}
 				return d.admissionRequest(req, cfg)
 			}
@@ -155,7 +254,7 @@ func (d *jsonDecoder) admissionRequest(req *podAdmissionRequest, cfg *policy.Con
 				return nil
 			}
 			if (req.Operation == "" || req.Operation == admissionv1.Create) && (req.Kind == "" || req.Kind == "Pod") {
-				pod := &policy.InjectionPod{}
+				pod := d.newPod()
 				req.PodErr = d.pod(pod, cfg)
 				if req.PodErr == nil {
 					req.Object, req.Pod = d.s[start:d.i], pod
@@ -188,6 +287,10 @@ func decodeInjectionPod(raw string, cfg *policy.Config) (*policy.InjectionPod, e
 }
 
 func (d *jsonDecoder) pod(pod *policy.InjectionPod, cfg *policy.Config) error {
+	var spareLabels, spareAnnotations *map[string]string
+	if d.mem != nil {
+		spareLabels, spareAnnotations = &d.mem.labels, &d.mem.annotations
+	}
 	return d.object(func(key string) error {
 		switch key {
 		case "metadata":
@@ -196,9 +299,9 @@ func (d *jsonDecoder) pod(pod *policy.InjectionPod, cfg *policy.Config) error {
 				case "namespace":
 					return d.stringInto(&pod.Namespace)
 				case "labels":
-					return d.stringMap(&pod.Labels)
+					return d.stringMap(&pod.Labels, spareLabels)
 				case "annotations":
-					return d.stringMap(&pod.Annotations)
+					return d.stringMap(&pod.Annotations, spareAnnotations)
 				}
 				return d.skip()
 			})
@@ -228,7 +331,7 @@ func (d *jsonDecoder) volumes(dst *[]corev1.Volume, cfg *policy.Config) error {
 		*dst = nil
 		return nil
 	}
-	vs := (*dst)[:0]
+	start := len(d.sharedVolumes)
 	err := d.array(func() error {
 		var v corev1.Volume
 		start := d.skipSpace()
@@ -241,15 +344,21 @@ func (d *jsonDecoder) volumes(dst *[]corev1.Volume, cfg *policy.Config) error {
 			return err
 		}
 		if v.Name == cfg.Token.VolumeName {
-			v = corev1.Volume{}
-			if err := sigsjson.UnmarshalCaseSensitivePreserveInts([]byte(d.s[start:d.i]), &v); err != nil {
+			// Only this volume goes to the heap, to be decoded.
+			var whole corev1.Volume
+			if err := sigsjson.UnmarshalCaseSensitivePreserveInts([]byte(d.s[start:d.i]), &whole); err != nil {
 				return fmt.Errorf("volume %q: %w", cfg.Token.VolumeName, err)
 			}
+			v = whole
 		}
-		vs = append(vs, v)
+		d.sharedVolumes = append(d.sharedVolumes, v)
 		return nil
 	})
-	*dst = vs
+	if n := len(d.sharedVolumes); n > start {
+		*dst = d.sharedVolumes[start:n:n]
+	} else {
+		*dst = (*dst)[:0]
+	}
 	return err
 }
 
@@ -258,7 +367,8 @@ func (d *jsonDecoder) containers(dst *[]policy.InjectionContainer, cfg *policy.C
 		*dst = nil
 		return nil
 	}
-	cs := (*dst)[:0]
+	// The containers of both lists share one array, as env vars do.
+	start := len(d.sharedContainers)
 	err := d.array(func() error {
 		var c policy.InjectionContainer
 		err := d.object(func(key string) error {
@@ -274,10 +384,14 @@ func (d *jsonDecoder) containers(dst *[]policy.InjectionContainer, cfg *policy.C
 			}
 			return d.skip()
 		})
-		cs = append(cs, c)
+		d.sharedContainers = append(d.sharedContainers, c)
 		return err
 	})
-	*dst = cs
+	if n := len(d.sharedContainers); n > start {
+		*dst = d.sharedContainers[start:n:n]
+	} else {
+		*dst = (*dst)[:0]
+	}
 	return err
 }
 
@@ -286,10 +400,13 @@ func (d *jsonDecoder) env(dst *[]policy.InjectionEnvVar) error {
 		*dst = nil
 		return nil
 	}
-	if d.envs == nil {
+	if !d.envsSized {
 		// One array for the env of all containers, sized once: every env var is an
 		// object, so there are no more of them than braces left in the document.
-		d.envs = make([]policy.InjectionEnvVar, 0, strings.Count(d.s[d.i:], "{"))
+		d.envsSized = true
+		if n := strings.Count(d.s[d.i:], "{"); cap(d.envs)-len(d.envs) < n {
+			d.envs = make([]policy.InjectionEnvVar, 0, n)
+		}
 	}
 	start := len(d.envs)
 	err := d.array(func() error {
@@ -373,7 +490,7 @@ func (d *jsonDecoder) volumeMounts(dst *[]corev1.VolumeMount, cfg *policy.Config
 		*dst = nil
 		return nil
 	}
-	ms := (*dst)[:0]
+	start := len(d.sharedMounts)
 	err := d.array(func() error {
 		var m corev1.VolumeMount
 		start := d.skipSpace()
@@ -389,15 +506,20 @@ func (d *jsonDecoder) volumeMounts(dst *[]corev1.VolumeMount, cfg *policy.Config
 			return err
 		}
 		if m.Name == cfg.Token.VolumeName || m.MountPath == cfg.Token.MountPath {
-			m = corev1.VolumeMount{}
-			if err := sigsjson.UnmarshalCaseSensitivePreserveInts([]byte(d.s[start:d.i]), &m); err != nil {
+			var whole corev1.VolumeMount
+			if err := sigsjson.UnmarshalCaseSensitivePreserveInts([]byte(d.s[start:d.i]), &whole); err != nil {
 				return fmt.Errorf("volume mount of %q: %w", cfg.Token.VolumeName, err)
 			}
+			m = whole
 		}
-		ms = append(ms, m)
+		d.sharedMounts = append(d.sharedMounts, m)
 		return nil
 	})
-	*dst = ms
+	if n := len(d.sharedMounts); n > start {
+		*dst = d.sharedMounts[start:n:n]
+	} else {
+		*dst = (*dst)[:0]
+	}
 	return err
 }
 
@@ -408,8 +530,52 @@ func (d *jsonDecoder) volumeMounts(dst *[]corev1.VolumeMount, cfg *policy.Config
 type jsonDecoder struct {
 	s string
 	i int
-	// envs backs the env lists of the pod's containers.
-	envs []policy.InjectionEnvVar
+	// envs backs the env lists of the pod's containers, the others the pod's other
+	// lists: each list is a part of one array.
+	envs             []policy.InjectionEnvVar
+	envsSized        bool
+	sharedContainers []policy.InjectionContainer
+	sharedVolumes    []corev1.Volume
+	sharedMounts     []corev1.VolumeMount
+	// mem, when set, holds what the decoder reuses, and takes back what it allocated.
+	mem *decoderMemory
+}
+
+// reuse lets d decode into m's memory, which must hold nothing still in use. Clearing
+// what the last request used keeps the arrays zero beyond their length, so that they
+// hold no strings of an earlier body.
+func (d *jsonDecoder) reuse(m *decoderMemory) {
+	clear(m.envs)
+	clear(m.containers)
+	clear(m.volumes)
+	clear(m.mounts)
+	d.envs, d.sharedContainers, d.sharedVolumes, d.sharedMounts = m.envs[:0], m.containers[:0], m.volumes[:0], m.mounts[:0]
+	d.mem = m
+}
+
+// done hands back to d.mem the arrays that d allocated.
+func (d *jsonDecoder) done() {
+	if d.mem != nil {
+		d.mem.envs, d.mem.containers, d.mem.volumes, d.mem.mounts = d.envs, d.sharedContainers, d.sharedVolumes, d.sharedMounts
+	}
+}
+
+func (d *jsonDecoder) newRequest() *podAdmissionRequest {
+	if d.mem == nil {
+		return &podAdmissionRequest{}
+	}
+	req := &d.mem.req
+	*req = podAdmissionRequest{}
+	return req
+}
+
+func (d *jsonDecoder) newPod() *policy.InjectionPod {
+	if d.mem == nil {
+		return &policy.InjectionPod{}
+	}
+	pod := &d.mem.pod
+	*pod = policy.InjectionPod{}
+	return pod
 }
 
 func (d *jsonDecoder) errorf(format string, args ...any) error {
@@ -539,14 +705,24 @@ func (d *jsonDecoder) stringInto(dst *string) error {
 }
 
 // stringMap reads an object of strings into dst, adding to a map already there; null
-// sets dst to nil.
-func (d *jsonDecoder) stringMap(dst *map[string]string) error {
+// sets dst to nil. A new map is *spare, emptied, when there is one; a map made here
+// becomes *spare.
+func (d *jsonDecoder) stringMap(dst, spare *map[string]string) error {
 	if d.null() {
 		*dst = nil
 		return nil
 	}
 	if *dst == nil {
-		*dst = map[string]string{}
+		switch {
+		case spare == nil:
+			*dst = map[string]string{}
+		case *spare != nil:
+			clear(*spare)
+			*dst = *spare
+		default:
+			*dst = map[string]string{}
+			*spare = *dst
+		}
 	}
 	m := *dst
 	return d.object(func(key string) error {
@@ -786,6 +962,11 @@ func unquote(s string) string {
 // writeReview answers with the AdmissionReview of resp, encoded as encoding/json
 // encodes admissionv1.AdmissionReview.
 func writeReview(w http.ResponseWriter, uid types.UID, resp admission.Response) {
+	writeReviewWith(w, uid, resp, &reviewMemory{})
+}
+
+// writeReviewWith is writeReview encoding into mem's buffers.
+func writeReviewWith(w http.ResponseWriter, uid types.UID, resp admission.Response, mem *reviewMemory) {
 	resp.UID = uid
 	if resp.Result == nil {
 		resp.Result = &metav1.Status{}
@@ -793,26 +974,31 @@ func writeReview(w http.ResponseWriter, uid types.UID, resp admission.Response) 
 	if resp.Result.Code == 0 {
 		resp.Result.Code = http.StatusOK
 	}
-	b, err := appendReview(nil, &resp)
+	b, patch, err := appendReview(mem.review[:0], mem.patch[:0], &resp)
 	if err != nil {
 		resp = admission.Errored(http.StatusInternalServerError, err)
 		resp.UID = uid
-		if b, err = appendReview(b[:0], &resp); err != nil {
+		if b, patch, err = appendReview(b[:0], patch[:0], &resp); err != nil {
+			mem.review, mem.patch = b[:0], patch[:0]
 			http.Error(w, "encoding the admission response", http.StatusInternalServerError)
 			return
 		}
 	}
+	mem.review, mem.patch = b[:0], patch[:0]
 	w.Header().Set("Content-Type", "application/json")
+	// Write does not keep b (io.Writer), so b may serve the next request.
 	_, _ = w.Write(b)
 }
 
-func appendReview(b []byte, resp *admission.Response) ([]byte, error) {
-	var patch []byte
+// appendReview appends the review of resp to b, and returns the patch's buffer,
+// patchBuf grown, for reuse.
+func appendReview(b, patchBuf []byte, resp *admission.Response) (review, patch []byte, err error) {
 	if len(resp.Patches) > 0 {
-		var err error
-		if patch, err = appendPatch(make([]byte, 0, 4<<10), resp.Patches); err != nil {
-			return b, fmt.Errorf("encoding the patch: %w", err)
+		if patch, err = appendPatch(slices.Grow(patchBuf[:0], 4<<10), resp.Patches); err != nil {
+			return b, patch, fmt.Errorf("encoding the patch: %w", err)
 		}
+	} else {
+		patch = patchBuf[:0]
 	}
 	// Room for all of it, so that b grows once. Quoting may need more, rarely.
 	size := 512 + base64.StdEncoding.EncodedLen(len(patch))
@@ -834,7 +1020,7 @@ func appendReview(b []byte, resp *admission.Response) ([]byte, error) {
 		b = append(b, `,"status":`...)
 		var err error
 		if b, err = appendStatus(b, resp.Result); err != nil {
-			return b, err
+			return b, patch, err
 		}
 	}
 	if len(patch) > 0 {
@@ -844,7 +1030,8 @@ func appendReview(b []byte, resp *admission.Response) ([]byte, error) {
 	}
 	if len(resp.AuditAnnotations) > 0 {
 		b = append(b, `,"auditAnnotations":{`...)
-		keys := make([]string, 0, len(resp.AuditAnnotations))
+		var few [8]string
+		keys := few[:0]
 		for k := range resp.AuditAnnotations {
 			keys = append(keys, k)
 		}
@@ -869,7 +1056,7 @@ func appendReview(b []byte, resp *admission.Response) ([]byte, error) {
 		}
 		b = append(b, ']')
 	}
-	return append(b, "}}"...), nil
+	return append(b, "}}"...), patch, nil
 }
 
 // appendStatus encodes the usual Status of a response (a code, a message, a reason) by
@@ -877,7 +1064,9 @@ func appendReview(b []byte, resp *admission.Response) ([]byte, error) {
 func appendStatus(b []byte, s *metav1.Status) ([]byte, error) {
 	if s.TypeMeta != (metav1.TypeMeta{}) || s.ListMeta.SelfLink != "" || s.ListMeta.ResourceVersion != "" ||
 		s.ListMeta.Continue != "" || s.ListMeta.RemainingItemCount != nil || s.Details != nil {
-		raw, err := json.Marshal(s)
+		// A copy, so that only this path puts the status on the heap.
+		cp := *s
+		raw, err := json.Marshal(&cp)
 		return append(b, raw...), err
 	}
 	b = append(b, `{"metadata":{}`...)
@@ -997,7 +1186,8 @@ func appendVolume(b []byte, v *corev1.Volume) ([]byte, error) {
 		}
 	}
 	if t == nil {
-		raw, err := json.Marshal(v)
+		cp := *v
+		raw, err := json.Marshal(&cp)
 		return append(b, raw...), err
 	}
 	b = append(b, `{"name":`...)
@@ -1022,7 +1212,8 @@ func appendVolume(b []byte, v *corev1.Volume) ([]byte, error) {
 // encoding/json.
 func appendVolumeMount(b []byte, m *corev1.VolumeMount) ([]byte, error) {
 	if m.RecursiveReadOnly != nil || m.SubPath != "" || m.MountPropagation != nil || m.SubPathExpr != "" {
-		raw, err := json.Marshal(m)
+		cp := *m
+		raw, err := json.Marshal(&cp)
 		return append(b, raw...), err
 	}
 	b = append(b, `{"name":`...)
