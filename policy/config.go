@@ -466,16 +466,18 @@ func ParseConfig(data []byte) (*Config, error) {
 	return c, nil
 }
 
-// TenantSelector is the parsed tenants.namespaceSelector.
+// TenantSelector is the parsed tenants.namespaceSelector. Validate parses it once; a
+// config that was never validated parses it on each call (and never writes to c, so
+// concurrent readers are safe).
 func (c *Config) TenantSelector() labels.Selector {
-	if c.tenantSelector == nil {
-		sel, err := labels.Parse(c.Tenants.NamespaceSelector)
-		if err != nil {
-			return labels.Nothing()
-		}
-		c.tenantSelector = sel
+	if c.tenantSelector != nil {
+		return c.tenantSelector
 	}
-	return c.tenantSelector
+	sel, err := labels.Parse(c.Tenants.NamespaceSelector)
+	if err != nil {
+		return labels.Nothing()
+	}
+	return sel
 }
 
 // IsExcludedNamespace reports whether the webhook must never touch namespace ns.

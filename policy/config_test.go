@@ -143,3 +143,22 @@ func TestInvalidFingerprintIsNotEchoed(t *testing.T) {
 		t.Fatalf("error must reject without echoing the value: %v", err)
 	}
 }
+
+func TestTenantSelectorOfAnUnvalidatedConfigIsSafeForConcurrentUse(t *testing.T) {
+	c := DefaultConfig()
+	done := make(chan bool)
+	for range 4 {
+		go func() {
+			ok := true
+			for range 200 {
+				ok = ok && c.IsTenantNamespace("t", map[string]string{"sandbox-webhook.io/tenant": "true"})
+			}
+			done <- ok
+		}()
+	}
+	for range 4 {
+		if !<-done {
+			t.Fatal("a tenant namespace was not recognised")
+		}
+	}
+}
