@@ -631,3 +631,24 @@ func TestDetectPrivateKeysPuTTYOnOneLineBlobStartingWithDigits(t *testing.T) {
 		})
 	}
 }
+
+// The filter for short string values agrees with the full one on text built from the
+// pieces of every trigger.
+func TestMayHoldKeyShortAgreesWithMayHoldKey(t *testing.T) {
+	pieces := []string{"-", "--", "k", "t", "y", "kty", "%", "%2D", "2D", "age", "AGE",
+		"-secret-key-", "putty", "PuTTY", "-user-key-file-", "a", "Z", " ", "\\n", "9", "/"}
+	seed := uint64(1)
+	next := func(n int) int {
+		seed = seed*6364136223846793005 + 1442695040888963407
+		return int(seed>>33) % n
+	}
+	for range 200000 {
+		var b []byte
+		for len(b) < minBase64Run+8 {
+			if got, want := mayHoldKeyShort(b), mayHoldKey(b); got != want {
+				t.Fatalf("mayHoldKeyShort(%q) = %v, mayHoldKey = %v", b, got, want)
+			}
+			b = append(b, pieces[next(len(pieces))]...)
+		}
+	}
+}
