@@ -4,6 +4,8 @@ import (
 	"errors"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sandbox-webhook/sandbox-webhook/internal/collectors"
 )
 
 // Metrics are the reconciler's Prometheus series. Every manager in a process shares them:
@@ -41,24 +43,11 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Help: "Writes to the tenancy ClusterRoleBinding refused because it had changed since it was read; each is retried.",
 		}),
 	}
-	var err error
-	m.ManagedSubjects = register(reg, m.ManagedSubjects, &err)
-	m.Tenants = register(reg, m.Tenants, &err)
-	m.RoleRefMismatch = register(reg, m.RoleRefMismatch, &err)
-	m.Writes = register(reg, m.Writes, &err)
-	m.Conflicts = register(reg, m.Conflicts, &err)
-	return m, err
-}
-
-func register[C prometheus.Collector](reg prometheus.Registerer, c C, errp *error) C {
-	if err := reg.Register(c); err != nil {
-		var already prometheus.AlreadyRegisteredError
-		if errors.As(err, &already) {
-			if existing, ok := already.ExistingCollector.(C); ok {
-				return existing
-			}
-		}
-		*errp = errors.Join(*errp, err)
-	}
-	return c
+	var errs [5]error
+	m.ManagedSubjects, errs[0] = collectors.Register(reg, m.ManagedSubjects)
+	m.Tenants, errs[1] = collectors.Register(reg, m.Tenants)
+	m.RoleRefMismatch, errs[2] = collectors.Register(reg, m.RoleRefMismatch)
+	m.Writes, errs[3] = collectors.Register(reg, m.Writes)
+	m.Conflicts, errs[4] = collectors.Register(reg, m.Conflicts)
+	return m, errors.Join(errs[:]...)
 }

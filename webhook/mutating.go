@@ -21,6 +21,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
+	"github.com/sandbox-webhook/sandbox-webhook/internal/collectors"
 	"github.com/sandbox-webhook/sandbox-webhook/policy"
 )
 
@@ -288,29 +289,14 @@ func newInjectionMetrics(reg prometheus.Registerer) (*injectionMetrics, error) {
 		}),
 	}
 	var err error
-	if m.requests, err = register(reg, m.requests); err != nil {
+	if m.requests, err = collectors.Register(reg, m.requests); err != nil {
 		return nil, err
 	}
-	if m.credentials, err = register(reg, m.credentials); err != nil {
+	if m.credentials, err = collectors.Register(reg, m.credentials); err != nil {
 		return nil, err
 	}
-	if m.lookupFailures, err = register(reg, m.lookupFailures); err != nil {
+	if m.lookupFailures, err = collectors.Register(reg, m.lookupFailures); err != nil {
 		return nil, err
 	}
 	return m, nil
-}
-
-// register registers c, or returns the collector already registered under its name
-// (a second manager in the same process).
-func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error) {
-	if err := reg.Register(c); err != nil {
-		var already prometheus.AlreadyRegisteredError
-		if errors.As(err, &already) {
-			if existing, ok := already.ExistingCollector.(C); ok {
-				return existing, nil
-			}
-		}
-		return c, fmt.Errorf("registering metrics: %w", err)
-	}
-	return c, nil
 }

@@ -8,8 +8,10 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/prometheus/client_golang/prometheus"
 	admissionv1 "k8s.io/api/admission/v1"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/sandbox-webhook/sandbox-webhook/policy"
@@ -20,19 +22,33 @@ import (
 const AuditKeyFindings = "private-key-findings"
 
 func installKeyValidation(mgr manager.Manager, cfg *policy.Config) error {
+	v, err := NewKeyValidator(cfg, ctrlmetrics.Registry)
+	if err != nil {
+		return err
+	}
 	recoverPanic := true
 	mgr.GetWebhookServer().Register(PathValidatePrivateKeys, &admission.Webhook{
-		Handler:      &KeyValidator{Config: cfg},
+		Handler:      v,
 		RecoverPanic: &recoverPanic,
 	})
 	return nil
+}
+
+// NewKeyValidator returns a KeyValidator whose rejection counter is registered with reg.
+func NewKeyValidator(cfg *policy.Config, reg prometheus.Registerer) (*KeyValidator, error) {
+	rejections, err := newKeyRejections(reg)
+	if err != nil {
+		return nil, err
+	}
+	return &KeyValidator{Config: cfg, rejections: rejections}, nil
 }
 
 // KeyValidator denies objects whose spec embeds a raw private key: Pods (including the
 // ephemeralcontainers subresource), Sandbox CRs, workloads and ConfigMaps. Secrets are
 // always allowed: a Secret is where a key belongs.
 type KeyValidator struct {
-	Config *policy.Config
+	Config     *policy.Config
+	rejections *prometheus.CounterVec
 }
 
 // Handle implements admission.Handler.
@@ -53,7 +69,7 @@ func (v *KeyValidator) Handle(_ context.Context, req admission.Request) admissio
 	if err != nil {
 		var limit *policy.KeyLimitError
 		if errors.As(err, &limit) {
-			keyRejections.WithLabelValues(kindUninspected, resource).Inc()
+			v.rejections.WithLabelValues(kindUninspected, resource).Inc()
 			resp := admission.Denied(limit.Error() + "; it is denied rather than admitted uninspected. Move large or encoded data into a Secret or a volume.")
 			resp.AuditAnnotations = map[string]string{AuditKeyFindings: "uninspected: " + limit.Reason}
 			return resp
@@ -96,7 +112,7 @@ func (v *KeyValidator) Handle(_ context.Context, req admission.Request) admissio
 		return resp
 	}
 	for _, f := range rejecting {
-		keyRejections.WithLabelValues(f.Kind, resource).Inc()
+		v.rejections.WithLabelValues(f.Kind, resource).Inc()
 	}
 	resp := admission.Denied(policy.KeyDenialMessage(rejecting)).WithWarnings(warnings...)
 	resp.AuditAnnotations = audit

@@ -73,7 +73,7 @@ func TestKeyValidatorDecisions(t *testing.T) {
 			if cfg == nil {
 				cfg = policy.DefaultConfig()
 			}
-			resp := (&KeyValidator{Config: cfg}).Handle(context.Background(), tc.req)
+			resp := newTestKeyValidator(t, cfg, prometheus.NewRegistry()).Handle(context.Background(), tc.req)
 			if resp.Allowed != tc.allowed {
 				t.Fatalf("allowed = %v, want %v (%v)", resp.Allowed, tc.allowed, resp.Result)
 			}
@@ -103,7 +103,8 @@ func TestKeyValidatorDecisions(t *testing.T) {
 
 func TestKeyValidatorCountsRejectionsByKindAndResource(t *testing.T) {
 	keyPEM, _, _ := envtestKey(t)
-	counter := keyRejections.WithLabelValues("EC private key (PKCS#8)", "configmaps")
+	v := newTestKeyValidator(t, policy.DefaultConfig(), prometheus.NewRegistry())
+	counter := v.rejections.WithLabelValues("EC private key (PKCS#8)", "configmaps")
 	value := func(c prometheus.Counter) float64 {
 		var m dto.Metric
 		if err := c.Write(&m); err != nil {
@@ -113,11 +114,20 @@ func TestKeyValidatorCountsRejectionsByKindAndResource(t *testing.T) {
 	}
 	before := value(counter)
 	cm := map[string]any{"kind": "ConfigMap", "metadata": map[string]any{"name": "c"}, "data": map[string]any{"k": keyPEM}}
-	resp := (&KeyValidator{Config: policy.DefaultConfig()}).Handle(context.Background(), keyRequest(admissionv1.Create, "ConfigMap", "configmaps", "", cm, nil))
+	resp := v.Handle(context.Background(), keyRequest(admissionv1.Create, "ConfigMap", "configmaps", "", cm, nil))
 	if resp.Allowed {
 		t.Fatal("want a denial")
 	}
 	if got := value(counter) - before; got != 1 {
 		t.Fatalf("counter moved by %v, want 1", got)
 	}
+}
+
+func newTestKeyValidator(t *testing.T, cfg *policy.Config, reg prometheus.Registerer) *KeyValidator {
+	t.Helper()
+	v, err := NewKeyValidator(cfg, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
 }
