@@ -106,11 +106,19 @@ func (p *reviewMemoryPool) put(m *reviewMemory) {
 }
 
 // ServeHTTP answers AdmissionReview v1 requests for pods.
+// A panic answers 500 (the API server then applies the failure policy) and leaves the
+// request's memory to the garbage collector rather than to the next request.
 func (h *SandboxPodInjector) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	mem := h.memory.get()
+	defer func() {
+		if p := recover(); p != nil {
+			h.metrics.requests.WithLabelValues("error").Inc()
+			http.Error(w, "sandbox-webhook: internal error while deciding on the pod", http.StatusInternalServerError)
+			return
+		}
+		h.memory.put(mem)
+	}()
 	h.serveHTTP(w, r, mem)
-	// Not deferred: after a panic, the memory is the garbage collector's.
-	h.memory.put(mem)
 }
 
 func (h *SandboxPodInjector) serveHTTP(w http.ResponseWriter, r *http.Request, mem *reviewMemory) {
