@@ -417,7 +417,7 @@ func collectBlob(text []byte, i int) ([]byte, int) {
 		} else {
 			blob = append(blob, run...)
 		}
-		if padded || len(run) < 48 {
+		if padded || len(run) < minWrapLine {
 			return blob, j
 		}
 		// Skip one separator: whitespace, or an escaped line break.

@@ -30,6 +30,8 @@ type keyScanner struct {
 	// fieldRole records the container/env frames of the string being scanned, so that
 	// findings in nested JSON text get the same names.
 	nested int
+	// openPrivate records that the last PEM scan ended inside a private key block.
+	openPrivate bool
 }
 
 type pathElem struct {
@@ -567,10 +569,13 @@ func (w *jsonWalker) array(i, nesting int) (int, error) {
 	if i < len(w.b) && w.b[i] == ']' {
 		return i + 1, nil
 	}
+	var split splitBlock
 	for n := 0; ; n++ {
 		if s.nested == 0 {
 			s.path = append(s.path, pathElem{index: n})
 		}
+		start := i
+		s.openPrivate = false
 		var err error
 		i, err = w.value(i, nesting)
 		if err != nil {
@@ -578,6 +583,14 @@ func (w *jsonWalker) array(i, nesting int) (int, error) {
 		}
 		if s.nested == 0 {
 			s.path = s.path[:len(s.path)-1]
+		}
+		if w.b[start] == '"' {
+			err = w.splitElement(&split, w.b[start+1:i-1], n)
+		} else if split.open {
+			err = w.splitFlush(&split)
+		}
+		if err != nil {
+			return i, err
 		}
 		i = w.skipSpace(i)
 		if i >= len(w.b) {
@@ -588,10 +601,112 @@ func (w *jsonWalker) array(i, nesting int) (int, error) {
 			continue
 		}
 		if w.b[i] == ']' {
+			if split.open {
+				if err := w.splitFlush(&split); err != nil {
+					return i, err
+				}
+			}
 			return i + 1, nil
 		}
 		return i, errNotJSON
 	}
+}
+
+// splitBlock collects a private key block whose lines are spread over adjacent string
+// elements of one array (args: "--key", "-----BEGIN ...", "MII...", "-----END ...").
+// Each element is appended at most once, so the work stays linear in the array.
+type splitBlock struct {
+	open     bool
+	index    int // the element holding the BEGIN marker
+	findings int // findings before that element
+	buf      []byte
+}
+
+// splitElement feeds one string element (its raw JSON body) to the collection.
+func (w *jsonWalker) splitElement(sp *splitBlock, body []byte, n int) error {
+	if sp.open {
+		sp.buf = append(sp.buf, '\n')
+		if err := appendUnescaped(&sp.buf, body); err != nil {
+			return err
+		}
+		var open, closed bool
+		if bytes.Contains(body, []byte("----")) {
+			open, closed = splitMarkers(body)
+		}
+		if !closed && !open {
+			return nil
+		}
+		if err := w.splitFlush(sp); err != nil {
+			return err
+		}
+		if !open {
+			return nil
+		}
+	} else if !w.s.openPrivate {
+		return nil
+	}
+	sp.open, sp.index, sp.findings = true, n, len(w.s.findings)
+	sp.buf = sp.buf[:0]
+	return appendUnescaped(&sp.buf, body)
+}
+
+// splitMarkers reports whether body ends inside a block whose label names a private
+// key, and whether it holds an END marker.
+func splitMarkers(body []byte) (open, closed bool) {
+	var m pemMarker
+	for from := 0; nextMarker(body, from, &m); from = m.end {
+		if m.begin {
+			open = bytes.Contains(m.labelBytes(), []byte("PRIVATE"))
+		} else {
+			open, closed = false, true
+		}
+	}
+	return open, closed
+}
+
+func appendUnescaped(dst *[]byte, body []byte) error {
+	if bytes.IndexByte(body, '\\') < 0 {
+		*dst = append(*dst, body...)
+		return nil
+	}
+	u, err := unescapeJSON(body)
+	if err != nil {
+		return err
+	}
+	*dst = append(*dst, u...)
+	return nil
+}
+
+// splitFlush scans the collected elements as one value, reported at the element that
+// held the BEGIN marker. A key also found in one of the elements alone is not repeated.
+func (w *jsonWalker) splitFlush(sp *splitBlock) error {
+	s := w.s
+	sp.open = false
+	if s.nested == 0 {
+		s.path = append(s.path, pathElem{index: sp.index})
+	}
+	before := len(s.findings)
+	err := s.scanText(sp.buf, w.depth)
+	if s.nested == 0 {
+		s.path = s.path[:len(s.path)-1]
+	}
+	if err != nil {
+		return err
+	}
+	kept := s.findings[:before]
+	for _, f := range s.findings[before:] {
+		dup := false
+		for _, g := range s.findings[sp.findings:before] {
+			if g.digest == f.digest {
+				dup = true
+			}
+		}
+		if !dup {
+			kept = append(kept, f)
+		}
+	}
+	s.findings = kept
+	return nil
 }
 
 // hasUnicodeEscape reports a "\u" in JSON text: the object may spell with \uXXXX

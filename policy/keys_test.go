@@ -398,11 +398,12 @@ func TestDetectPrivateKeysLowercaseHeaderIsTheOnlyTrigger(t *testing.T) {
 			putty = k
 		}
 	}
-	// PuTTY's public lines rewrapped short, so that no base64 run reaches minBase64Run.
+	// PuTTY's public lines rewrapped shorter than minWrapLine, so that no base64 run,
+	// wrapped or not, reaches minBase64Run.
 	var short []string
 	for _, l := range strings.Split(lowercaseHeaders(putty.text), "\n") {
 		if len(l) == 64 || strings.HasPrefix(l, "AAAA") {
-			short = append(short, wrap(l, 40))
+			short = append(short, wrap(l, minWrapLine-4))
 			continue
 		}
 		short = append(short, l)

@@ -190,6 +190,11 @@ func base64Runs(b []byte, dst []int, max int) []int {
 	i := L - 1
 	for i < len(b) && len(dst) < max {
 		if !b64Class[b[i]] {
+			if isBreakByte(b[i]) {
+				if start, ok := wrappedRun(b, i); ok {
+					dst = append(dst, start)
+				}
+			}
 			i += L
 			continue
 		}
@@ -199,6 +204,11 @@ func base64Runs(b []byte, dst []int, max int) []int {
 			j--
 		}
 		if j >= lo {
+			if isBreakByte(b[j]) {
+				if start, ok := wrappedRun(b, j); ok {
+					dst = append(dst, start)
+				}
+			}
 			i = j + L
 			continue
 		}
@@ -217,6 +227,92 @@ func base64Runs(b []byte, dst []int, max int) []int {
 		i = end + L
 	}
 	return dst
+}
+
+// minWrapLine is the shortest line of wrapped base64 that is joined to the next: tools
+// wrap at 76, 64 or 60 (uuencode -m), and people at any width.
+const minWrapLine = 16
+
+// isBreakByte reports a byte that can start the break between two wrapped lines.
+func isBreakByte(c byte) bool {
+	return c == '\n' || c == '\r' || c == '\\' || c == ' ' || c == '\t'
+}
+
+// skipBreak returns the index just past the layout at b[k] between two wrapped lines:
+// newlines, spaces, tabs and escaped line breaks, at most maxBreak of them; k if none.
+func skipBreak(b []byte, k int) int {
+	const maxBreak = 16
+	for n := 0; n < maxBreak && k < len(b); n++ {
+		switch c := b[k]; c {
+		case '\n', '\r', ' ', '\t':
+			k++
+		case '\\':
+			m := k
+			for m < len(b) && b[m] == '\\' {
+				m++
+			}
+			if m >= len(b) || b[m] != 'n' && b[m] != 'r' {
+				return k
+			}
+			k = m + 1
+		default:
+			return k
+		}
+	}
+	return k
+}
+
+// wrappedRun reports base64 wrapped over several lines around the break at b[p]: the
+// line before it and those after it, each of at least minWrapLine characters but the
+// last, hold minBase64Run characters together and are not only hex. It returns where
+// the line before the break starts. It reads the line before p, which no other break
+// reads, and at most about minBase64Run characters after it.
+func wrappedRun(b []byte, p int) (int, bool) {
+	// Back to the start of the break: p may be its last byte ("\r\n", an indent).
+back:
+	for n := 0; n < 16 && p > 0; n++ {
+		switch c := b[p-1]; {
+		case c == '\n' || c == '\r' || c == ' ' || c == '\t' || c == '\\':
+			p--
+		case (c == 'n' || c == 'r') && p >= 2 && b[p-2] == '\\':
+			p -= 2
+		default:
+			break back
+		}
+	}
+	if p < minWrapLine || !b64Class[b[p-1]] || !b64Class[b[p-minWrapLine]] {
+		return 0, false // the line before is too short (words of prose are)
+	}
+	s := p
+	for s > 0 && p-s < minBase64Run && b64Class[b[s-1]] {
+		s--
+	}
+	if p-s < minWrapLine {
+		return 0, false
+	}
+	total, allHex := p-s, isHex(b[s:p])
+	for k := p; ; {
+		n := skipBreak(b, k)
+		if n == k {
+			return 0, false
+		}
+		e := n
+		for e < len(b) && e-n < minBase64Run && b64Class[b[e]] {
+			e++
+		}
+		if e == n {
+			return 0, false
+		}
+		total += e - n
+		allHex = allHex && isHex(b[n:e])
+		if total >= minBase64Run {
+			return s, !allHex
+		}
+		if e-n < minWrapLine {
+			return 0, false
+		}
+		k = e
+	}
 }
 
 func isHex(b []byte) bool {
@@ -631,6 +727,9 @@ func (s *keyScanner) scanPEM(text []byte, masked [][2]int) ([][2]int, error) {
 			return nil, err
 		}
 		if !nextMarker(text, m.end, &end) {
+			// The text ends inside the block: its lines may go on in the next
+			// elements of an array.
+			s.openPrivate = bytes.Contains(m.labelBytes(), []byte("PRIVATE"))
 			break
 		}
 		if end.begin {
@@ -920,13 +1019,17 @@ func (s *keyScanner) examinePGP(body []byte) {
 	lines := splitLines(body)
 	var payload [][]byte
 	// Line-structured armor: everything after the last header line.
-	last := -1
+	last, nonBlank := -1, 0
 	for i, l := range lines {
 		if bytes.IndexByte(l, ':') >= 0 {
 			last = i
 		}
+		if len(bytes.TrimSpace(l)) > 0 {
+			nonBlank++
+		}
 	}
-	if len(lines) > 2 {
+	// The marker lines may stand alone around one line of headers and payload.
+	if nonBlank > 1 {
 		payload = lines[last+1:]
 	} else {
 		// One line (folded or without separators): the payload is the run of
