@@ -157,7 +157,7 @@ var alwaysExcludedNamespaces = []string{"kube-system", "kube-public", "kube-node
 
 var validPullPolicies = []string{string(corev1.PullAlways), string(corev1.PullIfNotPresent), string(corev1.PullNever)}
 
-// DefaultConfig returns the configuration of ../DESIGN: every field at its default.
+// DefaultConfig returns a configuration with every field at its default.
 func DefaultConfig() *Config {
 	c := &Config{}
 	c.Default()

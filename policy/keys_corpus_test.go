@@ -37,7 +37,7 @@ import (
 // The corpus below is built independently of the matrix in keys_test.go: keys are
 // generated at test time and written out the way people paste them, then placed in
 // the objects an admission request carries. Every case either must be rejected or
-// must be allowed, as DESIGN.md's "Private keys: what counts" says.
+// must be allowed, as README.md's "Private-key validation" says.
 
 // corpusKey is one private key in one file format.
 type corpusKey struct {

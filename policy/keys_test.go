@@ -166,8 +166,8 @@ func detect(t testing.TB, obj map[string]any, kind string, cfg *Config) ([]KeyFi
 	return DetectPrivateKeys(raw, kind, cfg)
 }
 
-// TestDetectPrivateKeysEveryFormatEncodingAndLocation is the matrix of DESIGN.md's
-// "Private keys: what counts": every format in every encoding in every location is
+// TestDetectPrivateKeysEveryFormatEncodingAndLocation is the matrix of README.md's
+// "Private-key validation" (what counts): every format in every encoding in every location is
 // found once, with the right field, names, kind and fingerprint.
 func TestDetectPrivateKeysEveryFormatEncodingAndLocation(t *testing.T) {
 	cfg := DefaultConfig()
