@@ -61,7 +61,7 @@ func checkCommand(args []string, stdin io.Reader, stdout, stderr io.Writer) erro
 	fset.Var(&files, "filename", "same as -f")
 	output := fset.String("o", "", "output: text (default) or json; with --mutate: yaml (default), json or patch")
 	mutate := fset.Bool("mutate", false, "also run the sandbox pod injection and print the mutated objects or patches")
-	load := loadConfigFlag(fset)
+	load := loadConfigFlag(fset, stderr)
 	fset.Usage = func() {
 		fmt.Fprint(stderr, `Usage: sandbox-webhook check [--mutate] [-o FORMAT] [--config FILE] -f PATH [-f PATH...]
 

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -15,7 +14,6 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
-	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/sandbox-webhook/sandbox-webhook/manifests"
 	"github.com/sandbox-webhook/sandbox-webhook/policy"
@@ -25,19 +23,12 @@ import (
 const devKubeVersion = "1.37.2"
 
 func devCommand(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	load := loadConfigFlag(fs)
+	fs := newServerFlags("dev", stderr, true)
 	assets := fs.String("assets", "", "folder with kube-apiserver and etcd (default: $KUBEBUILDER_ASSETS, else bin/k8s/"+devKubeVersion+")")
 	kubeconfigOut := fs.String("kubeconfig-out", "bin/dev/kubeconfig", "where to write a kubeconfig for the dev API server")
 	tenant := fs.String("tenant", "tenant-dev", "tenant namespace to create, with its gateway ServiceAccount (empty: none)")
 	metricsAddr := fs.String("metrics-bind-address", "0", "metrics address in dev mode (0: off)")
-	logOpts := zap.Options{Development: true}
-	logOpts.BindFlags(fs)
-	if err := fs.Parse(args); err != nil {
-		return &exitError{code: 2, err: err}
-	}
-	cfg, err := load()
+	cfg, _, err := fs.parse(args)
 	if err != nil {
 		return err
 	}
@@ -54,8 +45,6 @@ func devCommand(args []string, stdout, stderr io.Writer) error {
 			return &exitError{code: 2, err: fmt.Errorf("dev: %s not found in %s: run `make envtest` (or `make run`), which builds it from source", bin, *assets)}
 		}
 	}
-	log := zap.New(zap.UseFlagOptions(&logOpts), zap.WriteTo(stderr))
-	ctrl.SetLogger(log)
 	ctx := ctrl.SetupSignalHandler()
 	return runDev(ctx, cfg, devOptions{assets: *assets, kubeconfigOut: *kubeconfigOut, tenant: *tenant}, stdout)
 }

@@ -13,6 +13,9 @@ import (
 	"io"
 	"os"
 
+	"github.com/go-logr/logr"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/yaml"
 
 	"github.com/sandbox-webhook/sandbox-webhook/policy"
@@ -105,8 +108,9 @@ func printEffectiveConfig(w io.Writer, cfg *policy.Config) error {
 	return err
 }
 
-// loadConfigFlag registers --config on fs and returns a loader for after Parse.
-func loadConfigFlag(fs *flag.FlagSet) func() (*policy.Config, error) {
+// loadConfigFlag registers --config and --print-config on fs and returns a loader for
+// after Parse; --print-config writes to out.
+func loadConfigFlag(fs *flag.FlagSet, out io.Writer) func() (*policy.Config, error) {
 	path := fs.String("config", "", "config file (YAML, kind: Config); defaults apply when unset")
 	print := fs.Bool("print-config", false, "print the effective configuration before starting")
 	return func() (*policy.Config, error) {
@@ -115,10 +119,41 @@ func loadConfigFlag(fs *flag.FlagSet) func() (*policy.Config, error) {
 			return nil, &exitError{code: 2, err: err}
 		}
 		if *print {
-			if err := printEffectiveConfig(os.Stderr, cfg); err != nil {
+			if err := printEffectiveConfig(out, cfg); err != nil {
 				return nil, err
 			}
 		}
 		return cfg, nil
 	}
+}
+
+// serverFlags are the flags of the long-running commands (serve, dev): --config,
+// --print-config and the log flags, plus whatever the command adds.
+type serverFlags struct {
+	*flag.FlagSet
+	load    func() (*policy.Config, error)
+	logOpts zap.Options
+	stderr  io.Writer
+}
+
+func newServerFlags(name string, stderr io.Writer, development bool) *serverFlags {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	f := &serverFlags{FlagSet: fs, load: loadConfigFlag(fs, stderr), logOpts: zap.Options{Development: development}, stderr: stderr}
+	f.logOpts.BindFlags(fs)
+	return f
+}
+
+// parse parses args, loads and validates the config and installs the logger.
+func (f *serverFlags) parse(args []string) (*policy.Config, logr.Logger, error) {
+	if err := f.Parse(args); err != nil {
+		return nil, logr.Discard(), &exitError{code: 2, err: err}
+	}
+	cfg, err := f.load()
+	if err != nil {
+		return nil, logr.Discard(), err
+	}
+	log := zap.New(zap.UseFlagOptions(&f.logOpts), zap.WriteTo(f.stderr))
+	ctrl.SetLogger(log)
+	return cfg, log, nil
 }

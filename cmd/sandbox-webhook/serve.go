@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"maps"
@@ -14,7 +13,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
-	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
@@ -25,20 +23,11 @@ import (
 )
 
 func serveCommand(args []string, stderr io.Writer) error {
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	load := loadConfigFlag(fs)
-	logOpts := zap.Options{}
-	logOpts.BindFlags(fs)
-	if err := fs.Parse(args); err != nil {
-		return &exitError{code: 2, err: err}
-	}
-	cfg, err := load()
+	fs := newServerFlags("serve", stderr, false)
+	cfg, log, err := fs.parse(args)
 	if err != nil {
 		return err
 	}
-	log := zap.New(zap.UseFlagOptions(&logOpts), zap.WriteTo(stderr))
-	ctrl.SetLogger(log)
 	restCfg, err := ctrl.GetConfig()
 	if err != nil {
 		return fmt.Errorf("finding the cluster: %w", err)
