@@ -18,11 +18,22 @@ import (
 	"time"
 )
 
-// Bundle is a CA and a serving certificate signed by it, PEM-encoded.
+// Bundle is a CA and a serving certificate signed by it, PEM-encoded. It keeps the CA's
+// key in memory (never written out) so Renew can issue the next serving certificate.
 type Bundle struct {
 	CAPEM   []byte
 	CertPEM []byte
 	KeyPEM  []byte
+
+	ca    *x509.Certificate
+	caKey *ecdsa.PrivateKey
+}
+
+// ServiceHosts are the names a webhook Service is reached by inside a cluster, plus
+// 127.0.0.1 and localhost for a process on the same machine.
+func ServiceHosts(service, namespace, clusterDomain string) []string {
+	svc := service + "." + namespace + ".svc"
+	return []string{svc, svc + "." + clusterDomain, service + "." + namespace, service, "localhost", "127.0.0.1"}
 }
 
 // SelfSigned makes a fresh CA and a serving certificate for hosts (DNS names or IP
@@ -53,6 +64,20 @@ func SelfSigned(hosts []string, validFor time.Duration) (*Bundle, error) {
 	if err != nil {
 		return nil, err
 	}
+	b := &Bundle{CAPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), ca: ca, caKey: caKey}
+	return b.Renew(hosts, validFor)
+}
+
+// Renew issues a new serving certificate and key for hosts from the same CA, as
+// cert-manager's CA issuer does on renewal: clients that trust CAPEM trust both.
+func (b *Bundle) Renew(hosts []string, validFor time.Duration) (*Bundle, error) {
+	if len(hosts) == 0 {
+		return nil, errors.New("serving certificate: no host names")
+	}
+	if b.caKey == nil {
+		return nil, errors.New("serving certificate: this bundle has no CA key to sign with")
+	}
+	now := time.Now()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, fmt.Errorf("generating serving key: %w", err)
@@ -72,7 +97,7 @@ func SelfSigned(hosts []string, validFor time.Duration) (*Bundle, error) {
 			leaf.DNSNames = append(leaf.DNSNames, h)
 		}
 	}
-	leafDER, err := x509.CreateCertificate(rand.Reader, leaf, ca, &key.PublicKey, caKey)
+	leafDER, err := x509.CreateCertificate(rand.Reader, leaf, b.ca, &key.PublicKey, b.caKey)
 	if err != nil {
 		return nil, fmt.Errorf("signing serving certificate: %w", err)
 	}
@@ -81,9 +106,11 @@ func SelfSigned(hosts []string, validFor time.Duration) (*Bundle, error) {
 		return nil, err
 	}
 	return &Bundle{
-		CAPEM:   pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}),
+		CAPEM:   b.CAPEM,
 		CertPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: leafDER}),
 		KeyPEM:  pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}),
+		ca:      b.ca,
+		caKey:   b.caKey,
 	}, nil
 }
 

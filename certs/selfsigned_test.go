@@ -3,6 +3,7 @@ package certs
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/pem"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -75,5 +76,40 @@ func TestWriteServingReplacesFilesAndKeepsKeyPrivate(t *testing.T) {
 	}
 	if entries, _ := os.ReadDir(dir); len(entries) != 2 {
 		t.Fatalf("temporary files left behind: %v", entries)
+	}
+}
+
+func TestRenewIssuesANewLeafFromTheSameCA(t *testing.T) {
+	hosts := ServiceHosts("sandbox-webhook", "sandbox-webhook-system", "cluster.local")
+	first, err := SelfSigned(hosts, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	next, err := first.Renew(hosts, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(next.CAPEM) != string(first.CAPEM) {
+		t.Fatal("Renew changed the CA")
+	}
+	if Fingerprint(next.CertPEM) == Fingerprint(first.CertPEM) || string(next.KeyPEM) == string(first.KeyPEM) {
+		t.Fatal("Renew returned the same certificate or key")
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(first.CAPEM)
+	for _, b := range []*Bundle{first, next} {
+		block, _ := pem.Decode(b.CertPEM)
+		leaf, err := x509.ParseCertificate(block.Bytes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, name := range []string{"sandbox-webhook.sandbox-webhook-system.svc", "sandbox-webhook.sandbox-webhook-system.svc.cluster.local", "127.0.0.1"} {
+			if _, err := leaf.Verify(x509.VerifyOptions{Roots: pool, DNSName: name}); err != nil {
+				t.Errorf("certificate %s does not verify for %s under the CA: %v", Fingerprint(b.CertPEM), name, err)
+			}
+		}
+	}
+	if _, err := (&Bundle{CAPEM: first.CAPEM}).Renew(hosts, time.Hour); err == nil {
+		t.Error("a bundle without the CA key renewed")
 	}
 }

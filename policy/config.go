@@ -71,6 +71,13 @@ type ServerConfig struct {
 	LeaseDuration           metav1.Duration `json:"leaseDuration"`
 	RenewDeadline           metav1.Duration `json:"renewDeadline"`
 	RetryPeriod             metav1.Duration `json:"retryPeriod"`
+	// ShutdownDelay is how long serve keeps answering after SIGTERM, with /readyz
+	// failing, so the Service stops routing to it before it closes its listener.
+	// 0 closes the listener at once.
+	ShutdownDelay *metav1.Duration `json:"shutdownDelay,omitempty"`
+	// GracefulShutdownTimeout bounds how long the requests in flight may take to finish
+	// once the listener is closed.
+	GracefulShutdownTimeout metav1.Duration `json:"gracefulShutdownTimeout"`
 }
 
 // SandboxConfig says which pods are sandbox pods and which of their containers get the
@@ -203,6 +210,10 @@ func (c *Config) Default() {
 	setDur(&s.LeaseDuration, 15*time.Second)
 	setDur(&s.RenewDeadline, 10*time.Second)
 	setDur(&s.RetryPeriod, 2*time.Second)
+	if s.ShutdownDelay == nil {
+		s.ShutdownDelay = &metav1.Duration{Duration: 5 * time.Second}
+	}
+	setDur(&s.GracefulShutdownTimeout, 30*time.Second)
 
 	setStr(&c.Sandboxes.SandboxLabel, "agents.x-k8s.io/sandbox-name-hash")
 	setStr(&c.Sandboxes.InjectLabel, "sandbox-webhook.io/inject")
@@ -317,6 +328,12 @@ func (c *Config) Validate() error {
 	}
 	if s.RetryPeriod.Duration >= s.RenewDeadline.Duration {
 		errs = append(errs, field.Invalid(at("server", "retryPeriod"), s.RetryPeriod.Duration.String(), "must be shorter than server.renewDeadline"))
+	}
+	if d := s.ShutdownDelay; d != nil && (d.Duration < 0 || d.Duration > 5*time.Minute) {
+		errs = append(errs, field.Invalid(at("server", "shutdownDelay"), d.Duration.String(), "must be between 0s and 5m"))
+	}
+	if d := s.GracefulShutdownTimeout.Duration; d <= 0 || d > 10*time.Minute {
+		errs = append(errs, field.Invalid(at("server", "gracefulShutdownTimeout"), d.String(), "must be a positive duration of at most 10m"))
 	}
 
 	labelKey(at("sandboxes", "sandboxLabel"), c.Sandboxes.SandboxLabel)

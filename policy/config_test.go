@@ -3,6 +3,7 @@ package policy
 import (
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestParseConfigEmptyGivesDesignDefaults(t *testing.T) {
@@ -109,6 +110,10 @@ func TestParseConfigRejects(t *testing.T) {
 		{"leader election id invalid", head + "server:\n  leaderElectionID: 'Not_Valid'\n", []string{"server.leaderElectionID"}},
 		{"leader election namespace invalid", head + "server:\n  leaderElectionNamespace: 'a.b'\n", []string{"server.leaderElectionNamespace"}},
 		{"lease duration negative", head + "server:\n  leaseDuration: -15s\n", []string{"server.leaseDuration", "positive"}},
+		{"shutdown delay negative", head + "server:\n  shutdownDelay: -1s\n", []string{"server.shutdownDelay", "between 0s and 5m"}},
+		{"shutdown delay too long", head + "server:\n  shutdownDelay: 6m\n", []string{"server.shutdownDelay", "between 0s and 5m"}},
+		{"graceful shutdown timeout negative", head + "server:\n  gracefulShutdownTimeout: -1s\n", []string{"server.gracefulShutdownTimeout", "at most 10m"}},
+		{"graceful shutdown timeout too long", head + "server:\n  gracefulShutdownTimeout: 11m\n", []string{"server.gracefulShutdownTimeout", "at most 10m"}},
 		{"retry period not below renew deadline", head + "server:\n  retryPeriod: 10s\n", []string{"server.retryPeriod", "shorter than server.renewDeadline"}},
 		{"inject label invalid", head + "sandboxes:\n  injectLabel: '/x'\n", []string{"sandboxes.injectLabel"}},
 		{"empty selector selects everything", head + "tenants:\n  namespaceSelector: ' '\n", []string{"tenants.namespaceSelector", "must select something"}},
@@ -160,5 +165,26 @@ func TestTenantSelectorOfAnUnvalidatedConfigIsSafeForConcurrentUse(t *testing.T)
 		if !<-done {
 			t.Fatal("a tenant namespace was not recognised")
 		}
+	}
+}
+
+func TestShutdownDelayZeroIsKeptAndUnsetIsDefaulted(t *testing.T) {
+	head := "apiVersion: sandbox-webhook.io/v1alpha1\nkind: Config\n"
+	cfg, err := ParseConfig([]byte(head + "server:\n  shutdownDelay: 0s\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Server.ShutdownDelay == nil || cfg.Server.ShutdownDelay.Duration != 0 {
+		t.Errorf("shutdownDelay 0s became %v", cfg.Server.ShutdownDelay)
+	}
+	cfg, err = ParseConfig([]byte(head))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Server.ShutdownDelay == nil || cfg.Server.ShutdownDelay.Duration != 5*time.Second {
+		t.Errorf("default shutdownDelay = %v, want 5s", cfg.Server.ShutdownDelay)
+	}
+	if cfg.Server.GracefulShutdownTimeout.Duration != 30*time.Second {
+		t.Errorf("default gracefulShutdownTimeout = %v, want 30s", cfg.Server.GracefulShutdownTimeout)
 	}
 }

@@ -12,8 +12,10 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 
 	"github.com/go-logr/logr"
+	"go.uber.org/zap/zapcore"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/yaml"
@@ -111,12 +113,24 @@ func printEffectiveConfig(w io.Writer, cfg *policy.Config) error {
 // loadConfigFlag registers --config and --print-config on fs and returns a loader for
 // after Parse; --print-config writes to out.
 func loadConfigFlag(fs *flag.FlagSet, out io.Writer) func() (*policy.Config, error) {
+	return loadConfigFlagWith(fs, out, nil)
+}
+
+// loadConfigFlagWith is loadConfigFlag with flag overrides applied to the loaded config
+// (and validated again) before it is printed and used.
+func loadConfigFlagWith(fs *flag.FlagSet, out io.Writer, override func(*policy.Config)) func() (*policy.Config, error) {
 	path := fs.String("config", "", "config file (YAML, kind: Config); defaults apply when unset")
 	print := fs.Bool("print-config", false, "print the effective configuration before starting")
 	return func() (*policy.Config, error) {
 		cfg, err := policy.LoadConfig(*path)
 		if err != nil {
 			return nil, &exitError{code: 2, err: err}
+		}
+		if override != nil {
+			override(cfg)
+			if err := cfg.Validate(); err != nil {
+				return nil, &exitError{code: 2, err: fmt.Errorf("config with flags applied: %w", err)}
+			}
 		}
 		if *print {
 			if err := printEffectiveConfig(out, cfg); err != nil {
@@ -128,20 +142,45 @@ func loadConfigFlag(fs *flag.FlagSet, out io.Writer) func() (*policy.Config, err
 }
 
 // serverFlags are the flags of the long-running commands (serve, dev): --config,
-// --print-config and the log flags, plus whatever the command adds.
+// --print-config and the log flags, plus whatever the command adds. A command's flags
+// that stand for config fields are applied through overrides, after the file is loaded
+// and before it is validated.
 type serverFlags struct {
 	*flag.FlagSet
-	load    func() (*policy.Config, error)
-	logOpts zap.Options
-	stderr  io.Writer
+	load      func() (*policy.Config, error)
+	overrides []func(*policy.Config)
+	logLevel  string
+	logFormat string
+	stderr    io.Writer
 }
 
 func newServerFlags(name string, stderr io.Writer, development bool) *serverFlags {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	f := &serverFlags{FlagSet: fs, load: loadConfigFlag(fs, stderr), logOpts: zap.Options{Development: development}, stderr: stderr}
-	f.logOpts.BindFlags(fs)
+	f := &serverFlags{FlagSet: fs, stderr: stderr}
+	f.load = loadConfigFlagWith(fs, stderr, func(cfg *policy.Config) {
+		for _, o := range f.overrides {
+			o(cfg)
+		}
+	})
+	format := "auto"
+	if development {
+		format = "text"
+	}
+	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, error, or a number for more verbosity (2, 3, ...)")
+	fs.StringVar(&f.logFormat, "log-format", format, "log format: json, text, or auto (text on a terminal, json otherwise)")
 	return f
+}
+
+// override registers a config override that applies when the flag was set explicitly.
+func (f *serverFlags) override(flagName string, apply func(*policy.Config)) {
+	f.overrides = append(f.overrides, func(cfg *policy.Config) {
+		set := false
+		f.Visit(func(fl *flag.Flag) { set = set || fl.Name == flagName })
+		if set {
+			apply(cfg)
+		}
+	})
 }
 
 // parse parses args, loads and validates the config and installs the logger.
@@ -149,11 +188,62 @@ func (f *serverFlags) parse(args []string) (*policy.Config, logr.Logger, error) 
 	if err := f.Parse(args); err != nil {
 		return nil, logr.Discard(), &exitError{code: 2, err: err}
 	}
+	if f.NArg() > 0 {
+		return nil, logr.Discard(), &exitError{code: 2, err: fmt.Errorf("%s: unexpected arguments %q", f.Name(), f.Args())}
+	}
+	log, err := newLogger(f.logLevel, f.logFormat, f.stderr)
+	if err != nil {
+		return nil, logr.Discard(), &exitError{code: 2, err: err}
+	}
 	cfg, err := f.load()
 	if err != nil {
 		return nil, logr.Discard(), err
 	}
-	log := zap.New(zap.UseFlagOptions(&f.logOpts), zap.WriteTo(f.stderr))
 	ctrl.SetLogger(log)
 	return cfg, log, nil
+}
+
+// newLogger builds the process logger: JSON in a cluster, human-readable on a terminal.
+func newLogger(level, format string, w io.Writer) (logr.Logger, error) {
+	var lvl zapcore.Level
+	switch level {
+	case "debug":
+		lvl = zapcore.DebugLevel
+	case "info":
+		lvl = zapcore.InfoLevel
+	case "error":
+		lvl = zapcore.ErrorLevel
+	default:
+		n, err := strconv.Atoi(level)
+		if err != nil || n < 0 || n > 10 {
+			return logr.Discard(), fmt.Errorf("--log-level %q: want debug, info, error or a verbosity from 0 to 10", level)
+		}
+		lvl = zapcore.Level(-n)
+	}
+	opts := []zap.Opts{zap.Level(lvl), zap.WriteTo(w)}
+	switch format {
+	case "json":
+		opts = append(opts, zap.JSONEncoder())
+	case "text":
+		opts = append(opts, zap.ConsoleEncoder())
+	case "auto":
+		if isTerminal(w) {
+			opts = append(opts, zap.ConsoleEncoder())
+		} else {
+			opts = append(opts, zap.JSONEncoder())
+		}
+	default:
+		return logr.Discard(), fmt.Errorf("--log-format %q: want json, text or auto", format)
+	}
+	return zap.New(opts...), nil
+}
+
+// isTerminal reports whether w is a character device (a terminal).
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }

@@ -2,12 +2,19 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
+	"net/http"
+	"os"
 	"path/filepath"
+	"sync/atomic"
+	"time"
 
 	"github.com/go-logr/logr"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -17,14 +24,14 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 
+	"github.com/sandbox-webhook/sandbox-webhook/certs"
 	"github.com/sandbox-webhook/sandbox-webhook/policy"
 	"github.com/sandbox-webhook/sandbox-webhook/tenancy"
 	"github.com/sandbox-webhook/sandbox-webhook/webhook"
 )
 
 func serveCommand(args []string, stderr io.Writer) error {
-	fs := newServerFlags("serve", stderr, false)
-	cfg, log, err := fs.parse(args)
+	cfg, log, err := newServeFlags(stderr).parse(args)
 	if err != nil {
 		return err
 	}
@@ -32,12 +39,47 @@ func serveCommand(args []string, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("finding the cluster: %w", err)
 	}
+	// The first SIGTERM or SIGINT starts the shutdown; a second one exits at once.
 	return serve(ctrl.SetupSignalHandler(), restCfg, cfg, log)
+}
+
+// newServeFlags are serve's flags: those of every server command plus one per server
+// setting, each overriding its config field when given.
+func newServeFlags(stderr io.Writer) *serverFlags {
+	fs := newServerFlags("serve", stderr, false)
+	// Each flag overrides its config field when given; the config file stays the one
+	// place for everything else.
+	port := fs.Int("port", 0, "webhook HTTPS port (config server.port, default 9443)")
+	certDir := fs.String("cert-dir", "", "folder with the serving certificate and key, reloaded when they change (config server.certDir)")
+	certName := fs.String("cert-name", "", "certificate file name in --cert-dir (config server.certName, default tls.crt)")
+	keyName := fs.String("key-name", "", "key file name in --cert-dir (config server.keyName, default tls.key)")
+	metricsAddr := fs.String("metrics-bind-address", "", "Prometheus metrics address, 0 to disable (config server.metricsBindAddress, default :8080)")
+	healthAddr := fs.String("health-probe-bind-address", "", "/healthz and /readyz address, 0 to disable (config server.healthProbeBindAddress, default :8081)")
+	leaderElect := fs.Bool("leader-elect", true, "run the tenancy reconciler under leader election (config server.leaderElection)")
+	leaseNamespace := fs.String("leader-election-namespace", "", "namespace of the leader election Lease (config server.leaderElectionNamespace)")
+	leaseName := fs.String("leader-election-id", "", "name of the leader election Lease (config server.leaderElectionID)")
+	shutdownDelay := fs.Duration("shutdown-delay", 0, "after SIGTERM, keep serving this long with /readyz failing before closing the listener (config server.shutdownDelay, default 5s)")
+	fs.override("port", func(c *policy.Config) { c.Server.Port = *port })
+	fs.override("cert-dir", func(c *policy.Config) { c.Server.CertDir = *certDir })
+	fs.override("cert-name", func(c *policy.Config) { c.Server.CertName = *certName })
+	fs.override("key-name", func(c *policy.Config) { c.Server.KeyName = *keyName })
+	fs.override("metrics-bind-address", func(c *policy.Config) { c.Server.MetricsBindAddress = *metricsAddr })
+	fs.override("health-probe-bind-address", func(c *policy.Config) { c.Server.HealthProbeBindAddress = *healthAddr })
+	fs.override("leader-elect", func(c *policy.Config) { c.Server.LeaderElection = leaderElect })
+	fs.override("leader-election-namespace", func(c *policy.Config) { c.Server.LeaderElectionNamespace = *leaseNamespace })
+	fs.override("leader-election-id", func(c *policy.Config) { c.Server.LeaderElectionID = *leaseName })
+	fs.override("shutdown-delay", func(c *policy.Config) { c.Server.ShutdownDelay = &metav1.Duration{Duration: *shutdownDelay} })
+	return fs
 }
 
 // newManager builds the manager that serves the webhooks on every replica and runs the
 // tenancy reconciler under leader election. certDir overrides cfg.Server.CertDir (dev).
 func newManager(restCfg *rest.Config, cfg *policy.Config, log logr.Logger, host, certDir string) (manager.Manager, error) {
+	return newManagerWith(restCfg, cfg, log, host, certDir, nil)
+}
+
+// newManagerWith is newManager whose /readyz also fails once draining is set.
+func newManagerWith(restCfg *rest.Config, cfg *policy.Config, log logr.Logger, host, certDir string, draining *atomic.Bool) (manager.Manager, error) {
 	byObject := map[client.Object]cache.ByObject{}
 	maps.Copy(byObject, webhook.CacheByObject(cfg))
 	if cfg.TenancyEnabled() {
@@ -48,6 +90,7 @@ func newManager(restCfg *rest.Config, cfg *policy.Config, log logr.Logger, host,
 	}
 	s := cfg.Server
 	lease, renew, retry := s.LeaseDuration.Duration, s.RenewDeadline.Duration, s.RetryPeriod.Duration
+	graceful := s.GracefulShutdownTimeout.Duration
 	mgr, err := ctrl.NewManager(restCfg, ctrl.Options{
 		Logger:                  log,
 		Cache:                   cache.Options{ByObject: byObject},
@@ -61,12 +104,15 @@ func newManager(restCfg *rest.Config, cfg *policy.Config, log logr.Logger, host,
 		RetryPeriod:             &retry,
 		// Give up the lease on shutdown so another replica takes over at once.
 		LeaderElectionReleaseOnCancel: true,
+		GracefulShutdownTimeout:       &graceful,
 		WebhookServer: ctrlwebhook.NewServer(ctrlwebhook.Options{
 			Host:     host,
 			Port:     s.Port,
 			CertDir:  certDir,
 			CertName: s.CertName,
 			KeyName:  s.KeyName,
+			// The certificate watcher reloads renewed files; TLS 1.2 is the floor.
+			TLSOpts: []func(*tls.Config){func(c *tls.Config) { c.MinVersion = tls.VersionTLS12 }},
 		}),
 	})
 	if err != nil {
@@ -81,23 +127,101 @@ func newManager(restCfg *rest.Config, cfg *policy.Config, log logr.Logger, host,
 		}
 	}
 	if s.HealthProbeBindAddress != "0" {
-		if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
-			return nil, err
-		}
-		if err := mgr.AddReadyzCheck("webhook", mgr.GetWebhookServer().StartedChecker()); err != nil {
+		if err := addProbes(mgr, draining); err != nil {
 			return nil, err
 		}
 	}
 	return mgr, nil
 }
 
+// addProbes adds /healthz (the process answers) and /readyz: the webhook server answers
+// TLS (so its certificate is loaded), the caches have synced, and no shutdown has begun.
+func addProbes(mgr manager.Manager, draining *atomic.Bool) error {
+	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
+		return err
+	}
+	if err := mgr.AddReadyzCheck("webhook", mgr.GetWebhookServer().StartedChecker()); err != nil {
+		return err
+	}
+	synced := &cacheSync{cache: mgr.GetCache()}
+	if err := mgr.Add(synced); err != nil {
+		return err
+	}
+	if err := mgr.AddReadyzCheck("caches", synced.check); err != nil {
+		return err
+	}
+	if draining != nil {
+		return mgr.AddReadyzCheck("shutdown", func(*http.Request) error {
+			if draining.Load() {
+				return errors.New("shutting down")
+			}
+			return nil
+		})
+	}
+	return nil
+}
+
+// cacheSync records when the manager's caches have synced. It runs on every replica.
+type cacheSync struct {
+	cache  cache.Cache
+	synced atomic.Bool
+}
+
+func (c *cacheSync) Start(ctx context.Context) error {
+	if c.cache.WaitForCacheSync(ctx) {
+		c.synced.Store(true)
+	}
+	return nil
+}
+
+func (c *cacheSync) NeedLeaderElection() bool { return false }
+
+func (c *cacheSync) check(*http.Request) error {
+	if !c.synced.Load() {
+		return errors.New("caches have not synced")
+	}
+	return nil
+}
+
+// serve runs the manager until ctx ends, then shuts down in order: /readyz fails at once
+// so the Service stops routing here; after server.shutdownDelay the listener closes; the
+// requests in flight finish (within server.gracefulShutdownTimeout); then it returns.
 func serve(ctx context.Context, restCfg *rest.Config, cfg *policy.Config, log logr.Logger) error {
-	mgr, err := newManager(restCfg, cfg, log, "", "")
+	draining := &atomic.Bool{}
+	mgr, err := newManagerWith(restCfg, cfg, log, "", "", draining)
 	if err != nil {
 		return err
 	}
-	log.Info("starting", "port", cfg.Server.Port,
-		"certificate", filepath.Join(cfg.Server.CertDir, cfg.Server.CertName),
+	mgrCtx, stop := context.WithCancel(context.Background())
+	defer stop()
+	go func() {
+		select {
+		case <-ctx.Done():
+		case <-mgrCtx.Done():
+			return
+		}
+		draining.Store(true)
+		delay := cfg.Server.ShutdownDelay.Duration
+		log.Info("shutting down: /readyz now fails; still serving until the shutdown delay ends", "shutdownDelay", delay)
+		t := time.NewTimer(delay)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-mgrCtx.Done():
+		}
+		log.Info("closing the listener; finishing the requests in flight", "gracefulShutdownTimeout", cfg.Server.GracefulShutdownTimeout.Duration)
+		stop()
+	}()
+	certPath := filepath.Join(cfg.Server.CertDir, cfg.Server.CertName)
+	fingerprint := "unreadable"
+	if pem, err := os.ReadFile(certPath); err == nil {
+		fingerprint = certs.Fingerprint(pem)
+	}
+	log.Info("starting", "port", cfg.Server.Port, "certificate", certPath, "certificateFingerprint", fingerprint,
 		"tenancy", cfg.TenancyEnabled(), "leaderElection", cfg.LeaderElectionEnabled())
-	return mgr.Start(ctx)
+	if err := mgr.Start(mgrCtx); err != nil {
+		return err
+	}
+	log.Info("stopped")
+	return nil
 }

@@ -1,0 +1,112 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestServeFlagsOverrideTheConfigFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "config.yaml")
+	config := "apiVersion: sandbox-webhook.io/v1alpha1\nkind: Config\nserver:\n  port: 9555\n  certDir: /from/file\n  leaderElectionID: from-file\n"
+	if err := os.WriteFile(path, []byte(config), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var stderr bytes.Buffer
+	cfg, _, err := newServeFlags(&stderr).parse([]string{
+		"--config", path, "--port=10443", "--metrics-bind-address=127.0.0.1:9090", "--health-probe-bind-address=0",
+		"--leader-elect=false", "--leader-election-namespace=ops", "--shutdown-delay=0s", "--log-format=json",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := cfg.Server
+	if s.Port != 10443 || s.MetricsBindAddress != "127.0.0.1:9090" || s.HealthProbeBindAddress != "0" || s.LeaderElectionNamespace != "ops" {
+		t.Errorf("flags not applied: %+v", s)
+	}
+	if cfg.LeaderElectionEnabled() {
+		t.Error("--leader-elect=false left leader election on")
+	}
+	if s.ShutdownDelay == nil || s.ShutdownDelay.Duration != 0 {
+		t.Errorf("--shutdown-delay=0s gave %v", s.ShutdownDelay)
+	}
+	// Fields without a flag on the command line keep the file's values.
+	if s.CertDir != "/from/file" || s.LeaderElectionID != "from-file" {
+		t.Errorf("unset flags changed the file's values: certDir %q, leaderElectionID %q", s.CertDir, s.LeaderElectionID)
+	}
+
+	cfg, _, err = newServeFlags(&stderr).parse([]string{"--config", path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Server.Port != 9555 || cfg.Server.ShutdownDelay.Duration != 5*time.Second || !cfg.LeaderElectionEnabled() {
+		t.Errorf("without flags the file and defaults apply: port %d, shutdownDelay %v", cfg.Server.Port, cfg.Server.ShutdownDelay)
+	}
+}
+
+func TestServeFlagsAreValidatedLikeTheConfig(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--port=70000"}, "server.port"},
+		{[]string{"--shutdown-delay=-1s"}, "server.shutdownDelay"},
+		{[]string{"--leader-election-namespace=Not_A_Namespace"}, "server.leaderElectionNamespace"},
+		{[]string{"--cert-dir= "}, "server.certDir"},
+		{[]string{"--log-format=xml"}, "--log-format"},
+		{[]string{"--log-level=loud"}, "--log-level"},
+		{[]string{"extra"}, "unexpected arguments"},
+	} {
+		var stderr bytes.Buffer
+		_, _, err := newServeFlags(&stderr).parse(c.args)
+		var ee *exitError
+		if !errors.As(err, &ee) || ee.code != 2 || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%v: got %v, want exit code 2 naming %s", c.args, err, c.want)
+		}
+	}
+}
+
+func TestPrintConfigShowsTheFlagsApplied(t *testing.T) {
+	var stderr bytes.Buffer
+	if _, _, err := newServeFlags(&stderr).parse([]string{"--print-config", "--port=10443", "--shutdown-delay=2s"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"port: 10443", "shutdownDelay: 2s", "gracefulShutdownTimeout: 30s"} {
+		if !strings.Contains(stderr.String(), want) {
+			t.Errorf("--print-config output lacks %q:\n%s", want, stderr.String())
+		}
+	}
+}
+
+func TestLogFormats(t *testing.T) {
+	var buf bytes.Buffer
+	log, err := newLogger("info", "json", &buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log.Info("hello", "n", 1)
+	log.V(1).Info("hidden at info")
+	if !strings.HasPrefix(buf.String(), "{") || !strings.Contains(buf.String(), `"msg":"hello"`) || strings.Contains(buf.String(), "hidden") {
+		t.Errorf("json at info: %q", buf.String())
+	}
+	buf.Reset()
+	log, err = newLogger("2", "text", &buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log.V(2).Info("shown at 2")
+	if strings.HasPrefix(buf.String(), "{") || !strings.Contains(buf.String(), "shown at 2") {
+		t.Errorf("text at verbosity 2: %q", buf.String())
+	}
+	buf.Reset()
+	// auto: a buffer is not a terminal, so JSON.
+	log, _ = newLogger("info", "auto", &buf)
+	log.Info("x")
+	if !strings.HasPrefix(buf.String(), "{") {
+		t.Errorf("auto off a terminal: %q", buf.String())
+	}
+}
