@@ -42,8 +42,9 @@ bench: envtest ## Run the benchmarks and print their figures.
 	$(GO) test -run '^$$' -bench '$(BENCH)' $(BENCH_FLAGS) ./...
 
 .PHONY: run
-run: envtest ## Start the dev mode: a local API server + etcd with the webhook installed.
-	$(GO) run ./cmd/sandbox-webhook dev
+run: envtest build ## Show the demo, then keep a local API server + etcd with the webhook running.
+	@echo "run: bin/sandbox-webhook dev --demo --keep-running: kube-apiserver and etcd on loopback, the webhook, the demo; Ctrl-C stops them all"
+	@bin/sandbox-webhook dev --demo --keep-running
 
 .PHONY: clean
 clean: ## Remove build output (keeps the envtest toolchain in bin/k8s).

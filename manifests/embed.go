@@ -1,6 +1,6 @@
 // Package manifests holds the deployment (a kustomize base and overlays) and the Sandbox
-// CRD used by the tests and the dev mode. The dev mode embeds the CRDs and the webhook
-// configurations from here so the binary needs no checkout.
+// CRD used by the tests and the dev mode. The dev mode embeds the CRDs, the gateway
+// ClusterRole and the webhook configurations from here so the binary needs no checkout.
 package manifests
 
 import (
@@ -13,6 +13,7 @@ import (
 	"io/fs"
 
 	admissionv1 "k8s.io/api/admissionregistration/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/yaml"
@@ -27,6 +28,22 @@ var crds embed.FS
 //
 //go:embed base/webhooks.yaml
 var webhooks []byte
+
+// gatewayClusterRole is the ClusterRole every tenant gateway is bound to.
+//
+//go:embed base/gateway-clusterrole.yaml
+var gatewayClusterRole []byte
+
+// GatewayClusterRole is the base's ClusterRole openshell-gateway-node-reader
+// (tokenreviews create, nodes read), which the tenancy reconciler binds every tenant
+// gateway ServiceAccount to.
+func GatewayClusterRole() (*rbacv1.ClusterRole, error) {
+	role := &rbacv1.ClusterRole{}
+	if err := yaml.UnmarshalStrict(gatewayClusterRole, role); err != nil {
+		return nil, fmt.Errorf("gateway-clusterrole.yaml: %w", err)
+	}
+	return role, nil
+}
 
 // CRDs are the CustomResourceDefinitions under crds/.
 func CRDs() ([]*apiextensionsv1.CustomResourceDefinition, error) {

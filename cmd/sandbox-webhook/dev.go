@@ -2,38 +2,66 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
+	"os/signal"
 	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
 	"time"
 
+	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
+	"github.com/sandbox-webhook/sandbox-webhook/certs"
 	"github.com/sandbox-webhook/sandbox-webhook/manifests"
 	"github.com/sandbox-webhook/sandbox-webhook/policy"
 )
 
-// devKubeVersion is the API server version `make envtest` builds.
-const devKubeVersion = "1.37.2"
+const (
+	// devKubeVersion is the API server version `make envtest` builds.
+	devKubeVersion = "1.37.2"
+	// devHost is where the webhook listens and the API server calls it.
+	devHost = "127.0.0.1"
+	// devCertValidity bounds the serving certificate made for one dev session.
+	devCertValidity = 30 * 24 * time.Hour
+	// devWait bounds each wait for something dev started; only a hang reaches it.
+	devWait = 2 * time.Minute
+)
 
 func devCommand(args []string, stdout, stderr io.Writer) error {
+	out := &syncWriter{w: stdout}
 	fs := newServerFlags("dev", stderr, true)
 	assets := fs.String("assets", "", "folder with kube-apiserver and etcd (default: $KUBEBUILDER_ASSETS, else bin/k8s/"+devKubeVersion+")")
 	kubeconfigOut := fs.String("kubeconfig-out", "bin/dev/kubeconfig", "where to write a kubeconfig for the dev API server")
 	tenant := fs.String("tenant", "tenant-dev", "tenant namespace to create, with its gateway ServiceAccount (empty: none)")
 	metricsAddr := fs.String("metrics-bind-address", "0", "metrics address in dev mode (0: off)")
-	cfg, _, err := fs.parse(args)
+	demo := fs.Bool("demo", false, "apply the examples (two tenants, a sandbox pod in each), print what the webhook injected, try a pod with a private key and show the tenancy binding, then stop")
+	keepRunning := fs.Bool("keep-running", false, "with --demo: keep serving after the demo until Ctrl-C")
+	devDefaultLogLevel(fs.FlagSet)
+	cfg, log, err := fs.parse(args)
 	if err != nil {
 		return err
 	}
+	if *keepRunning && !*demo {
+		return &exitError{code: 2, err: errors.New("dev: --keep-running goes with --demo (without --demo, dev keeps running anyway)")}
+	}
+	// One process on a laptop: no probes, no replicas to elect a leader among.
 	cfg.Server.MetricsBindAddress = *metricsAddr
 	cfg.Server.HealthProbeBindAddress = "0"
+	noElection := false
+	cfg.Server.LeaderElection = &noElection
 	if *assets == "" {
 		*assets = os.Getenv("KUBEBUILDER_ASSETS")
 	}
@@ -45,39 +73,136 @@ func devCommand(args []string, stdout, stderr io.Writer) error {
 			return &exitError{code: 2, err: fmt.Errorf("dev: %s not found in %s: run `make envtest` (or `make run`), which builds it from source", bin, *assets)}
 		}
 	}
-	ctx := ctrl.SetupSignalHandler()
-	return runDev(ctx, cfg, devOptions{assets: *assets, kubeconfigOut: *kubeconfigOut, tenant: *tenant}, stdout)
+	ctx, stop := devSignalContext(out)
+	defer stop()
+	return runDev(ctx, cfg, log, devOptions{
+		assets: *assets, kubeconfigOut: *kubeconfigOut, tenant: *tenant,
+		demo: *demo, keepRunning: *keepRunning,
+	}, out)
+}
+
+// devDefaultLogLevel makes errors the default log level of dev: its own lines say what
+// happens, and --log-level info shows the manager's lifecycle too.
+func devDefaultLogLevel(fs *flag.FlagSet) {
+	if f := fs.Lookup("log-level"); f != nil && f.Value.Set("error") == nil {
+		f.DefValue = "error"
+	}
+}
+
+// devSignalContext is cancelled by the first SIGINT or SIGTERM. Later signals only say
+// that shutdown is under way: dev never exits before it has stopped the processes it
+// started. stop ends the signal handling.
+func devSignalContext(out io.Writer) (ctx context.Context, stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	signals := make(chan os.Signal, 4)
+	signal.Notify(signals, os.Interrupt, syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() {
+		for n := 0; ; n++ {
+			select {
+			case <-done:
+				return
+			case s := <-signals:
+				if n == 0 {
+					fmt.Fprintf(out, "dev: %s: stopping\n", s)
+					cancel()
+				} else {
+					fmt.Fprintln(out, "dev: already stopping; waiting for kube-apiserver and etcd to exit")
+				}
+			}
+		}
+	}()
+	var once sync.Once
+	return ctx, func() {
+		once.Do(func() {
+			signal.Stop(signals)
+			close(done)
+			cancel()
+		})
+	}
 }
 
 type devOptions struct {
 	assets, kubeconfigOut, tenant string
+	demo, keepRunning             bool
 }
 
-func runDev(ctx context.Context, cfg *policy.Config, opts devOptions, stdout io.Writer) error {
+func runDev(ctx context.Context, cfg *policy.Config, log logr.Logger, opts devOptions, out io.Writer) (err error) {
+	// A request cut short by Ctrl-C is a stop, not a failure.
+	defer func() {
+		if ctx.Err() != nil && errors.Is(err, context.Canceled) {
+			err = nil
+		}
+	}()
 	crds, err := manifests.CRDs()
 	if err != nil {
 		return err
 	}
-	// envtest points the shipped configurations at this process.
+	gatewayRole, err := manifests.GatewayClusterRole()
+	if err != nil {
+		return err
+	}
 	mutating, validating, err := manifests.WebhookConfigurations()
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "dev: starting kube-apiserver and etcd from %s\n", opts.assets)
+	var demo *demoObjects
+	if opts.demo {
+		if demo, err = loadDemoObjects(cfg); err != nil {
+			return err
+		}
+	}
+
+	// A CA and serving certificate for this session only.
+	certDir, err := os.MkdirTemp("", "sandbox-webhook-dev-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(certDir)
+	bundle, err := certs.SelfSigned([]string{devHost, "localhost"}, devCertValidity)
+	if err != nil {
+		return fmt.Errorf("dev: serving certificate: %w", err)
+	}
+	if err := bundle.WriteServing(certDir, cfg.Server.CertName, cfg.Server.KeyName); err != nil {
+		return fmt.Errorf("dev: writing the serving certificate: %w", err)
+	}
+	port, err := freeLoopbackPort()
+	if err != nil {
+		return err
+	}
+	cfg.Server.Port = port
+
+	fmt.Fprintf(out, "dev: starting kube-apiserver and etcd from %s\n", opts.assets)
+	useExisting := false
 	env := &envtest.Environment{
 		BinaryAssetsDirectory:    opts.assets,
+		UseExistingCluster:       &useExisting,
 		CRDInstallOptions:        envtest.CRDInstallOptions{CRDs: crds},
-		WebhookInstallOptions:    envtest.WebhookInstallOptions{MutatingWebhooks: mutating, ValidatingWebhooks: validating},
-		ControlPlaneStartTimeout: 2 * time.Minute,
+		ControlPlaneStartTimeout: devWait,
+		ControlPlaneStopTimeout:  30 * time.Second,
 	}
+	// Stop whatever started, even when Start failed half-way.
+	defer func() {
+		fmt.Fprintln(out, "dev: stopping kube-apiserver and etcd")
+		_ = env.WebhookInstallOptions.Cleanup()
+		if stopErr := env.ControlPlane.Stop(); stopErr != nil {
+			fmt.Fprintf(out, "dev: stopping kube-apiserver and etcd: %v\n", stopErr)
+			if err == nil {
+				err = stopErr
+			}
+			return
+		}
+		fmt.Fprintln(out, "dev: stopped")
+	}()
+	started := time.Now()
 	restCfg, err := env.Start()
 	if err != nil {
-		return fmt.Errorf("dev: starting the API server: %w", err)
+		return fmt.Errorf("dev: starting kube-apiserver and etcd: %w", err)
 	}
-	defer func() {
-		fmt.Fprintln(stdout, "dev: stopping the API server")
-		_ = env.Stop()
-	}()
+	if ctx.Err() != nil {
+		return nil
+	}
+	fmt.Fprintf(out, "dev: API server %s (up in %s)\n", strings.TrimSuffix(restCfg.Host, "/"), time.Since(started).Round(100*time.Millisecond))
 
 	c, err := client.New(restCfg, client.Options{})
 	if err != nil {
@@ -85,6 +210,9 @@ func runDev(ctx context.Context, cfg *policy.Config, opts devOptions, stdout io.
 	}
 	if err := ensureNamespace(ctx, c, cfg.Server.Namespace, nil); err != nil {
 		return err
+	}
+	if err := c.Create(ctx, gatewayRole); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("dev: creating ClusterRole %s: %w", gatewayRole.Name, err)
 	}
 	if opts.tenant != "" {
 		if err := ensureNamespace(ctx, c, opts.tenant, map[string]string{"sandbox-webhook.io/tenant": "true"}); err != nil {
@@ -96,6 +224,52 @@ func runDev(ctx context.Context, cfg *policy.Config, opts devOptions, stdout io.
 			return fmt.Errorf("dev: creating the gateway ServiceAccount: %w", err)
 		}
 	}
+
+	// The same manager as serve, listening on loopback with this session's certificate.
+	mgr, err := newManager(restCfg, cfg, log, devHost, certDir)
+	if err != nil {
+		return err
+	}
+	mgrCtx, stopMgr := context.WithCancel(ctx)
+	mgrStopped := make(chan struct{})
+	var mgrErr error
+	go func() {
+		defer close(mgrStopped)
+		mgrErr = mgr.Start(mgrCtx)
+	}()
+	defer func() {
+		fmt.Fprintln(out, "dev: stopping the webhook")
+		stopMgr()
+		<-mgrStopped
+		if mgrErr != nil && !errors.Is(mgrErr, context.Canceled) && err == nil {
+			err = fmt.Errorf("dev: webhook: %w", mgrErr)
+		}
+	}()
+
+	// Install the configurations only once the webhook answers, so that the API server
+	// never refuses a request because the webhook is still starting.
+	webhookURL := "https://" + net.JoinHostPort(devHost, strconv.Itoa(port))
+	if err := waitForTLS(ctx, mgrStopped, net.JoinHostPort(devHost, strconv.Itoa(port)), bundle.CAPEM); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "dev: webhook %s (certificate %s, from a CA made for this session)\n", webhookURL, certs.Fingerprint(bundle.CertPEM))
+	configs, err := devWebhookConfigurations(mutating, validating, webhookURL, bundle.CAPEM)
+	if err != nil {
+		return err
+	}
+	for _, obj := range configs {
+		if err := c.Create(ctx, obj); err != nil {
+			return fmt.Errorf("dev: installing %s: %w", describeWebhookConfiguration(obj), err)
+		}
+		fmt.Fprintf(out, "dev: installed %s\n", describeWebhookConfiguration(obj))
+	}
+	if err := waitForAdmission(ctx, c, cfg, opts.tenant); err != nil {
+		return err
+	}
+	if opts.tenant != "" {
+		fmt.Fprintf(out, "dev: tenant namespace %s (label sandbox-webhook.io/tenant=true) with ServiceAccount %s\n", opts.tenant, cfg.Tenancy.ServiceAccountName)
+	}
+
 	user, err := env.AddUser(envtest.User{Name: "dev-admin", Groups: []string{"system:masters"}}, nil)
 	if err != nil {
 		return fmt.Errorf("dev: creating the dev user: %w", err)
@@ -104,30 +278,51 @@ func runDev(ctx context.Context, cfg *policy.Config, opts devOptions, stdout io.
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(filepath.Dir(opts.kubeconfigOut), 0o700); err != nil {
-		return err
-	}
-	if err := os.WriteFile(opts.kubeconfigOut, kubeconfig, 0o600); err != nil {
+	if err := writeFileAtomic(opts.kubeconfigOut, kubeconfig); err != nil {
 		return fmt.Errorf("dev: writing kubeconfig: %w", err)
 	}
+	fmt.Fprintf(out, "dev: ready; kubeconfig %s\n", opts.kubeconfigOut)
 
-	w := env.WebhookInstallOptions
-	cfg.Server.Port = w.LocalServingPort
-	mgr, err := newManager(restCfg, cfg, ctrl.Log, w.LocalServingHost, w.LocalServingCertDir)
-	if err != nil {
-		return err
+	if opts.demo {
+		if err := runDemo(ctx, c, cfg, demo, out); err != nil {
+			if ctx.Err() != nil {
+				return &exitError{code: 1, err: errors.New("dev: the demo was interrupted")}
+			}
+			return err
+		}
+		if !opts.keepRunning {
+			return nil
+		}
 	}
-	fmt.Fprintf(stdout, "dev: API server %s\n", restCfg.Host)
-	fmt.Fprintf(stdout, "dev: webhook serving on https://%s:%d\n", w.LocalServingHost, w.LocalServingPort)
-	if opts.tenant != "" {
-		fmt.Fprintf(stdout, "dev: tenant namespace %s (label sandbox-webhook.io/tenant=true) with ServiceAccount %s\n", opts.tenant, cfg.Tenancy.ServiceAccountName)
+	printDevHints(out, opts)
+
+	select {
+	case <-ctx.Done():
+		return nil
+	case <-mgrStopped:
+		if mgrErr == nil {
+			mgrErr = errors.New("stopped unexpectedly")
+		}
+		return fmt.Errorf("dev: webhook: %w", mgrErr)
 	}
-	fmt.Fprintf(stdout, "dev: ready; try: kubectl --kubeconfig %s apply -f manifests/examples/sandbox-pod.yaml\n", opts.kubeconfigOut)
-	fmt.Fprintln(stdout, "dev: press Ctrl-C to stop")
-	if err := mgr.Start(ctx); err != nil && !errors.Is(err, context.Canceled) {
-		return err
+}
+
+// printDevHints says how to use the running cluster.
+func printDevHints(out io.Writer, opts devOptions) {
+	k := "kubectl --kubeconfig " + opts.kubeconfigOut
+	if opts.demo {
+		fmt.Fprintln(out, "dev: the demo's objects are in place; look at them:")
+		fmt.Fprintf(out, "dev:   %s get pods -A\n", k)
+		fmt.Fprintf(out, "dev:   %s get pod -n tenant-a sandbox-a -o yaml\n", k)
+		fmt.Fprintln(out, "dev: examples/refused/pod-with-key.yaml says how to try the key check yourself")
+	} else {
+		fmt.Fprintln(out, "dev: try:")
+		fmt.Fprintf(out, "dev:   %s apply -f examples/1-tenants.yaml\n", k)
+		fmt.Fprintf(out, "dev:   %s apply -f examples/2-sandbox-pods.yaml\n", k)
+		fmt.Fprintf(out, "dev:   %s get pods -A\n", k)
+		fmt.Fprintf(out, "dev:   %s get pod -n tenant-a sandbox-a -o yaml\n", k)
 	}
-	return nil
+	fmt.Fprintln(out, "dev: press Ctrl-C to stop")
 }
 
 func ensureNamespace(ctx context.Context, c client.Client, name string, labels map[string]string) error {
@@ -137,4 +332,84 @@ func ensureNamespace(ctx context.Context, c client.Client, name string, labels m
 		return fmt.Errorf("dev: creating namespace %s: %w", name, err)
 	}
 	return nil
+}
+
+// freeLoopbackPort is a TCP port on the loopback address that was free a moment ago.
+func freeLoopbackPort() (int, error) {
+	l, err := net.Listen("tcp", net.JoinHostPort(devHost, "0"))
+	if err != nil {
+		return 0, fmt.Errorf("dev: finding a free port: %w", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// waitForTLS returns once addr completes a TLS handshake with a certificate of caPEM,
+// or fails when stopped closes (the server gave up) or ctx ends.
+func waitForTLS(ctx context.Context, stopped <-chan struct{}, addr string, caPEM []byte) error {
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(caPEM) {
+		return errors.New("dev: the session CA does not parse")
+	}
+	host, _, _ := net.SplitHostPort(addr)
+	deadline := time.NewTimer(devWait)
+	defer deadline.Stop()
+	var last error
+	for {
+		d := tls.Dialer{Config: &tls.Config{RootCAs: pool, ServerName: host, MinVersion: tls.VersionTLS12}}
+		dialCtx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		conn, err := d.DialContext(dialCtx, "tcp", addr)
+		cancel()
+		if err == nil {
+			_ = conn.Close()
+			return nil
+		}
+		last = err
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-stopped:
+			return errors.New("dev: the webhook stopped before it served")
+		case <-deadline.C:
+			return fmt.Errorf("dev: the webhook does not answer on %s: %v", addr, last)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// writeFileAtomic writes data to path (mode 0600) through a rename, so that nobody
+// reads half a file.
+func writeFileAtomic(path string, data []byte) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Chmod(0o600); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}
+
+// syncWriter serializes writes from dev's goroutines (the signal handler among them).
+type syncWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (s *syncWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
 }

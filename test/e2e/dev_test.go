@@ -2,51 +2,168 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/sandbox-webhook/sandbox-webhook/test/envtestutil"
 )
 
-func TestDevBinaryStartsAClusterWithTheWebhookInstalled(t *testing.T) {
-	dir := t.TempDir()
-	kubeconfig := filepath.Join(dir, "kubeconfig")
-	out := &syncBuffer{}
+// devProcess is a running `sandbox-webhook dev`.
+type devProcess struct {
+	cmd  *exec.Cmd
+	out  *syncBuffer
+	done chan error
+}
+
+func startDev(t *testing.T, args ...string) *devProcess {
+	t.Helper()
 	assets, err := envtestutil.AssetsDir()
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(binary, "dev", "--assets", assets, "--kubeconfig-out", kubeconfig, "--tenant", "tenant-dev")
-	cmd.Stdout, cmd.Stderr = out, out
-	cmd.Env = os.Environ()
-	if err := cmd.Start(); err != nil {
+	p := &devProcess{out: &syncBuffer{}, done: make(chan error, 1)}
+	p.cmd = exec.Command(binary, append([]string{"dev", "--assets", assets}, args...)...)
+	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
+	p.cmd.Dir = t.TempDir()
+	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
+	go func() { p.done <- p.cmd.Wait() }()
 	t.Cleanup(func() {
-		if cmd.ProcessState == nil {
-			_ = cmd.Process.Kill()
+		if p.cmd.ProcessState == nil {
+			// Interrupt rather than kill, so that dev still stops what it started.
+			_ = p.cmd.Process.Signal(syscall.SIGINT)
+			select {
+			case <-p.done:
+			case <-time.After(time.Minute):
+				_ = p.cmd.Process.Kill()
+			}
 		}
 		if t.Failed() {
-			t.Logf("dev output:\n%s", out.String())
+			t.Logf("dev output:\n%s", p.out.String())
 		}
 	})
-	eventually(t, "dev says it is ready", func() (bool, string) {
+	return p
+}
+
+// wait waits for dev to exit and returns its exit code.
+func (p *devProcess) wait(t *testing.T, bound time.Duration) int {
+	t.Helper()
+	select {
+	case err := <-p.done:
+		if err == nil {
+			return 0
+		}
+		if ee, ok := err.(*exec.ExitError); ok {
+			return ee.ExitCode()
+		}
+		t.Fatalf("waiting for dev: %v", err)
+	case <-time.After(bound):
+		t.Fatalf("dev did not exit within %s", bound)
+	}
+	return -1
+}
+
+// process is a process as /proc shows it; start tells a pid's reuse apart.
+type process struct {
+	pid   int
+	comm  string
+	start string
+}
+
+// procStat reads a process's name, state, parent and start time from /proc/<pid>/stat.
+func procStat(pid int) (comm, state string, ppid int, start string, ok bool) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return "", "", 0, "", false
+	}
+	s := string(b)
+	open, end := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
+	if open < 0 || end < open {
+		return "", "", 0, "", false
+	}
+	// After the name: state ppid pgrp session tty tpgid flags minflt cminflt majflt
+	// cmajflt utime stime cutime cstime priority nice threads itrealvalue starttime ...
+	fields := strings.Fields(s[end+1:])
+	if len(fields) < 20 {
+		return "", "", 0, "", false
+	}
+	ppid, _ = strconv.Atoi(fields[1])
+	return s[open+1 : end], fields[0], ppid, fields[19], true
+}
+
+// children are the processes whose parent is pid.
+func children(t *testing.T, pid int) []process {
+	t.Helper()
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []process
+	for _, e := range entries {
+		child, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if comm, _, ppid, start, ok := procStat(child); ok && ppid == pid {
+			out = append(out, process{pid: child, comm: comm, start: start})
+		}
+	}
+	return out
+}
+
+// controlPlaneChildren are the kube-apiserver and etcd processes dev started; it waits
+// until both run.
+func controlPlaneChildren(t *testing.T, pid int) []process {
+	t.Helper()
+	var found []process
+	eventually(t, "dev runs kube-apiserver and etcd", func() (bool, string) {
+		found = found[:0]
+		names := map[string]bool{}
+		for _, c := range children(t, pid) {
+			if c.comm == "kube-apiserver" || c.comm == "etcd" {
+				found = append(found, c)
+				names[c.comm] = true
+			}
+		}
+		return len(names) == 2, fmt.Sprintf("children %v", found)
+	})
+	return found
+}
+
+// alive reports whether p still runs: the same pid with the same start time, and not
+// a zombie.
+func (p process) alive() bool {
+	_, state, _, start, ok := procStat(p.pid)
+	return ok && start == p.start && state != "Z"
+}
+
+func TestDevServesUntilInterruptedAndLeavesNoProcessBehind(t *testing.T) {
+	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
+	p := startDev(t, "--kubeconfig-out", kubeconfig, "--tenant", "tenant-dev")
+	started := controlPlaneChildren(t, p.cmd.Process.Pid)
+
+	// dev writes the kubeconfig once the webhook is installed and in effect.
+	eventually(t, "dev writes its kubeconfig", func() (bool, string) {
 		select {
-		case err := <-done:
+		case err := <-p.done:
 			t.Fatalf("dev exited early: %v", err)
 		default:
 		}
-		return strings.Contains(out.String(), "dev: ready"), "not yet"
+		_, err := os.Stat(kubeconfig)
+		return err == nil, fmt.Sprint(err)
 	})
 	restCfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
 	if err != nil {
@@ -56,22 +173,61 @@ func TestDevBinaryStartsAClusterWithTheWebhookInstalled(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pod := sandboxPod("tenant-dev", "sb-dev")
+	noToken := false
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{
+			Namespace:   "tenant-dev",
+			Name:        "sb-dev",
+			Labels:      map[string]string{"agents.x-k8s.io/sandbox-name-hash": "abc123"},
+			Annotations: map[string]string{"openshell.io/sandbox-id": "sb-dev"},
+		},
+		Spec: corev1.PodSpec{
+			AutomountServiceAccountToken: &noToken,
+			Containers:                   []corev1.Container{{Name: "agent", Image: "agent:dev"}},
+		},
+	}
 	if err := c.Create(context.Background(), pod); err != nil {
 		t.Fatalf("creating a sandbox pod through the dev API server: %v", err)
 	}
-	if v, _ := envValue(pod.Spec.Containers[0], "OPENSHELL_GATEWAY_SA_TOKEN_PATH"); v != "/var/run/secrets/openshell/token" {
-		t.Fatalf("the dev webhook did not inject the token path: env %v", pod.Spec.Containers[0].Env)
+	env := map[string]string{}
+	for _, e := range pod.Spec.Containers[0].Env {
+		env[e.Name] = e.Value
 	}
-	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+	for name, want := range map[string]string{
+		"OPENSHELL_GATEWAY_SA_TOKEN_PATH": "/var/run/secrets/openshell/token",
+		"OPENSHELL_GATEWAY_ENDPOINT":      "openshell-gateway.tenant-dev.svc.cluster.local:8080",
+		"ACP_OPENSHELL_INFERENCE":         "false",
+	} {
+		if env[name] != want {
+			t.Errorf("%s = %q, want %q (env %v)", name, env[name], want, env)
+		}
+	}
+	if pod.Annotations["sandbox-webhook.io/injected"] == "" {
+		t.Errorf("no sandbox-webhook.io/injected annotation: %v", pod.Annotations)
+	}
+
+	for _, proc := range started {
+		if !proc.alive() {
+			t.Fatalf("%s (pid %d) is not running while dev serves", proc.comm, proc.pid)
+		}
+	}
+	// A second Ctrl-C during shutdown must not cut the shutdown short.
+	if err := p.cmd.Process.Signal(syscall.SIGINT); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("dev exited with %v", err)
+	eventually(t, "dev says it is stopping", func() (bool, string) {
+		return strings.Contains(p.out.String(), "dev: interrupt: stopping"), "not yet"
+	})
+	_ = p.cmd.Process.Signal(syscall.SIGINT) // it may have exited already
+	if code := p.wait(t, 2*time.Minute); code != 0 {
+		t.Fatalf("dev exited with status %d", code)
+	}
+	for _, proc := range started {
+		if proc.alive() {
+			t.Errorf("%s (pid %d) still runs after dev exited", proc.comm, proc.pid)
 		}
-	case <-time.After(60 * time.Second):
-		t.Fatal("dev did not stop on SIGINT")
+	}
+	if !strings.Contains(p.out.String(), "dev: stopped") {
+		t.Errorf("dev did not report that it stopped")
 	}
 }
