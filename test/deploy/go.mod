@@ -1,5 +1,5 @@
-// Module deploy tests the deployment manifests: kustomize builds every overlay, and the
-// base applied to a real API server gets its CA injected by cert-manager's cainjector.
+// Module deploy tests the deployment manifests: kustomize builds every folder, a real API
+// server accepts every object, and cert-manager's cainjector injects the serving CA.
 // It is a module of its own so the product's go.mod carries neither dependency.
 module github.com/sandbox-webhook/sandbox-webhook/test/deploy
 
