@@ -270,6 +270,20 @@ func TestOnlyTheCertManagerOverlaysUseCertManager(t *testing.T) {
 				return
 			}
 			checkCertManagerChain(t, objs)
+			// cert-manager must be able to start while the webhook waits for its
+			// certificate, so its namespace is never validated.
+			for _, w := range val.Webhooks {
+				sel, err := metav1.LabelSelectorAsSelector(w.NamespaceSelector)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if sel.Matches(namespaceLabels("cert-manager", false)) {
+					t.Errorf("%s validates the cert-manager namespace", w.Name)
+				}
+				if !sel.Matches(namespaceLabels("tenant-a", false)) {
+					t.Errorf("%s no longer validates an ordinary namespace", w.Name)
+				}
+			}
 			for _, ann := range []string{mut.Annotations[injectCAAnnotation], val.Annotations[injectCAAnnotation]} {
 				if ann != "sandbox-webhook-system/"+servingCertificate {
 					t.Errorf("inject-ca-from %q does not name the serving Certificate", ann)
