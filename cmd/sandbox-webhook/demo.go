@@ -91,8 +91,11 @@ func loadDemoObjects(cfg *policy.Config) (*demoObjects, error) {
 	if d.keyPod, _ = keyPod[0].(*corev1.Pod); d.keyPod == nil {
 		return nil, fmt.Errorf("examples/%s: not a Pod", examples.PodWithKey)
 	}
-	if len(d.pods) == 0 || len(d.gateways) == 0 {
-		return nil, fmt.Errorf("examples: no sandbox pods or no tenant gateways to show")
+	if len(d.gateways) == 0 {
+		return nil, fmt.Errorf("demo: no namespace of examples/%s is a tenant (tenants.namespaceSelector %q) with a ServiceAccount %s", examples.Tenants, cfg.Tenants.NamespaceSelector, cfg.Tenancy.ServiceAccountName)
+	}
+	if len(d.pods) == 0 {
+		return nil, fmt.Errorf("demo: examples/%s holds no pods", examples.SandboxPods)
 	}
 	return d, nil
 }
@@ -165,7 +168,7 @@ func runDemo(ctx context.Context, c client.Client, cfg *policy.Config, d *demoOb
 			return probe.Annotations[policy.AnnotationInjected] != "" && got == wantInference, nil
 		})
 		if err != nil {
-			return fmt.Errorf("demo: a dry run of sandbox pod %s/%s is not injected with %s=%s (last: %q): %w", pod.Namespace, pod.Name, cfg.Inference.Env, wantInference, got, err)
+			return fmt.Errorf("demo: sandbox pod %s/%s (dry run) does not come back injected with %s=%s (got %q): %w", pod.Namespace, pod.Name, cfg.Inference.Env, wantInference, got, err)
 		}
 	}
 
@@ -203,9 +206,9 @@ func runDemo(ctx context.Context, c client.Client, cfg *policy.Config, d *demoOb
 		p("tenancy is off in the config: no ClusterRoleBinding to show")
 		return nil
 	}
-	crb, err := waitForBindingSubjects(ctx, c, cfg.Tenancy.BindingName, d.gateways)
+	crb, err := waitForBindingSubjects(ctx, c, cfg.Tenancy.BindingName, d.gateways, demoWait)
 	if err != nil {
-		return err
+		return fmt.Errorf("demo: %w", err)
 	}
 	p("subjects of ClusterRoleBinding %s, as the tenancy reconciler keeps them:", crb.Name)
 	var rows [][]string
@@ -292,10 +295,10 @@ func containsKeyMaterial(text string, der []byte) bool {
 }
 
 // waitForBindingSubjects waits until the binding lists every one of want.
-func waitForBindingSubjects(ctx context.Context, c client.Client, name string, want []rbacv1.Subject) (*rbacv1.ClusterRoleBinding, error) {
+func waitForBindingSubjects(ctx context.Context, c client.Client, name string, want []rbacv1.Subject, bound time.Duration) (*rbacv1.ClusterRoleBinding, error) {
 	crb := &rbacv1.ClusterRoleBinding{}
 	var missing []string
-	err := pollUntil(ctx, demoWait, func() (bool, error) {
+	err := pollUntil(ctx, bound, func() (bool, error) {
 		if err := c.Get(ctx, client.ObjectKey{Name: name}, crb); err != nil {
 			return false, err
 		}
@@ -310,7 +313,7 @@ func waitForBindingSubjects(ctx context.Context, c client.Client, name string, w
 		return len(missing) == 0, nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("demo: ClusterRoleBinding %s does not list the gateways %v: %w", name, missing, err)
+		return nil, fmt.Errorf("ClusterRoleBinding %s does not list the gateways %v: %w", name, missing, err)
 	}
 	return crb, nil
 }

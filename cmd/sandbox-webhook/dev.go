@@ -20,6 +20,7 @@ import (
 
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
@@ -267,6 +268,13 @@ func runDev(ctx context.Context, cfg *policy.Config, log logr.Logger, opts devOp
 		return err
 	}
 	if opts.tenant != "" {
+		// Ready means the tenancy reconciler runs too: it has bound the tenant's gateway.
+		if cfg.TenancyEnabled() {
+			gateway := rbacv1.Subject{Kind: rbacv1.ServiceAccountKind, Namespace: opts.tenant, Name: cfg.Tenancy.ServiceAccountName}
+			if _, err := waitForBindingSubjects(ctx, c, cfg.Tenancy.BindingName, []rbacv1.Subject{gateway}, admissionWait); err != nil {
+				return fmt.Errorf("dev: %w", err)
+			}
+		}
 		fmt.Fprintf(out, "dev: tenant namespace %s (label sandbox-webhook.io/tenant=true) with ServiceAccount %s\n", opts.tenant, cfg.Tenancy.ServiceAccountName)
 	}
 

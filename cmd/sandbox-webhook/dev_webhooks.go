@@ -17,6 +17,10 @@ import (
 	"github.com/sandbox-webhook/sandbox-webhook/webhook"
 )
 
+// admissionWait bounds the wait for the API server to call the new webhooks, which
+// takes a moment.
+const admissionWait = 30 * time.Second
+
 // certManagerInjectAnnotation asks cert-manager to fill caBundle; nothing does in dev.
 const certManagerInjectAnnotation = "cert-manager.io/inject-ca-from"
 
@@ -101,7 +105,7 @@ func waitForAdmission(ctx context.Context, c client.Client, cfg *policy.Config, 
 		return err
 	}
 	probe := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: metav1.NamespaceDefault, Name: "sandbox-webhook-dev-probe"}}
-	err = pollUntil(ctx, devWait, func() (bool, error) {
+	err = pollUntil(ctx, admissionWait, func() (bool, error) {
 		if err := c.Create(ctx, probe.DeepCopy(), client.DryRunAll); err != nil {
 			return false, err
 		}
@@ -114,7 +118,7 @@ func waitForAdmission(ctx context.Context, c client.Client, cfg *policy.Config, 
 	if tenant == "" {
 		return nil
 	}
-	err = pollUntil(ctx, devWait, func() (bool, error) {
+	err = pollUntil(ctx, admissionWait, func() (bool, error) {
 		pod := probeSandboxPod(cfg, tenant)
 		if err := c.Create(ctx, pod, client.DryRunAll); err != nil {
 			return false, err
@@ -122,7 +126,7 @@ func waitForAdmission(ctx context.Context, c client.Client, cfg *policy.Config, 
 		return pod.Annotations[policy.AnnotationInjected] != "", nil
 	})
 	if err != nil {
-		return fmt.Errorf("dev: the API server does not call %s for sandbox pods in %s: %w", webhook.PathMutatePods, tenant, err)
+		return fmt.Errorf("dev: a sandbox pod in %s does not come back injected (does tenants.namespaceSelector select it?): %w", tenant, err)
 	}
 	return nil
 }
@@ -183,9 +187,9 @@ func pollUntil(ctx context.Context, bound time.Duration, cond func() (bool, erro
 			return ctx.Err()
 		case <-deadline.C:
 			if last == nil {
-				last = errors.New("not yet")
+				return fmt.Errorf("not within %s", bound)
 			}
-			return fmt.Errorf("gave up after %s: %w", bound, last)
+			return fmt.Errorf("not within %s: %w", bound, last)
 		case <-time.After(100 * time.Millisecond):
 		}
 	}

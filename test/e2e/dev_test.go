@@ -153,7 +153,6 @@ func (p process) alive() bool {
 func TestDevServesUntilInterruptedAndLeavesNoProcessBehind(t *testing.T) {
 	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
 	p := startDev(t, "--kubeconfig-out", kubeconfig, "--tenant", "tenant-dev")
-	started := controlPlaneChildren(t, p.cmd.Process.Pid)
 
 	// dev writes the kubeconfig once the webhook is installed and in effect.
 	eventually(t, "dev writes its kubeconfig", func() (bool, string) {
@@ -165,6 +164,9 @@ func TestDevServesUntilInterruptedAndLeavesNoProcessBehind(t *testing.T) {
 		_, err := os.Stat(kubeconfig)
 		return err == nil, fmt.Sprint(err)
 	})
+	// The processes that run now are the ones dev must stop (envtest replaces a control
+	// plane that fails to start, so only the ready one counts).
+	started := controlPlaneChildren(t, p.cmd.Process.Pid)
 	restCfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
 	if err != nil {
 		t.Fatal(err)
