@@ -26,6 +26,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/sandbox-webhook/sandbox-webhook/certs"
+	"github.com/sandbox-webhook/sandbox-webhook/examples"
 	"github.com/sandbox-webhook/sandbox-webhook/manifests"
 	"github.com/sandbox-webhook/sandbox-webhook/policy"
 )
@@ -251,7 +252,12 @@ func runDev(ctx context.Context, cfg *policy.Config, log logr.Logger, opts devOp
 	// never refuses a request because the webhook is still starting.
 	webhookURL := "https://" + net.JoinHostPort(devHost, strconv.Itoa(port))
 	if err := waitForTLS(ctx, mgrStopped, net.JoinHostPort(devHost, strconv.Itoa(port)), bundle.CAPEM); err != nil {
-		return err
+		select {
+		case <-mgrStopped:
+			return fmt.Errorf("dev: webhook: %w", mgrErr)
+		default:
+			return err
+		}
 	}
 	fmt.Fprintf(out, "dev: webhook %s (certificate %s, from a CA made for this session)\n", webhookURL, certs.Fingerprint(bundle.CertPEM))
 	configs, err := devWebhookConfigurations(mutating, validating, webhookURL, bundle.CAPEM)
@@ -322,11 +328,11 @@ func printDevHints(out io.Writer, opts devOptions) {
 		fmt.Fprintln(out, "dev: the demo's objects are in place; look at them:")
 		fmt.Fprintf(out, "dev:   %s get pods -A\n", k)
 		fmt.Fprintf(out, "dev:   %s get pod -n tenant-a sandbox-a -o yaml\n", k)
-		fmt.Fprintln(out, "dev: examples/refused/pod-with-key.yaml says how to try the key check yourself")
+		fmt.Fprintf(out, "dev: examples/%s says how to try the key check yourself\n", examples.PodWithKey)
 	} else {
 		fmt.Fprintln(out, "dev: try:")
-		fmt.Fprintf(out, "dev:   %s apply -f examples/1-tenants.yaml\n", k)
-		fmt.Fprintf(out, "dev:   %s apply -f examples/2-sandbox-pods.yaml\n", k)
+		fmt.Fprintf(out, "dev:   %s apply -f examples/%s\n", k, examples.Tenants)
+		fmt.Fprintf(out, "dev:   %s apply -f examples/%s\n", k, examples.SandboxPods)
 		fmt.Fprintf(out, "dev:   %s get pods -A\n", k)
 		fmt.Fprintf(out, "dev:   %s get pod -n tenant-a sandbox-a -o yaml\n", k)
 	}
