@@ -174,7 +174,7 @@ func runDev(ctx context.Context, cfg *policy.Config, log logr.Logger, opts devOp
 	}
 	cfg.Server.Port = port
 
-	fmt.Fprintf(out, "dev: starting kube-apiserver and etcd from %s\n", opts.assets)
+	fmt.Fprintf(out, "dev: starting kube-apiserver and etcd from %s\n", shortPath(opts.assets))
 	useExisting := false
 	env := &envtest.Environment{
 		BinaryAssetsDirectory:    opts.assets,
@@ -346,6 +346,19 @@ func ensureNamespace(ctx context.Context, c client.Client, name string, labels m
 		return fmt.Errorf("dev: creating namespace %s: %w", name, err)
 	}
 	return nil
+}
+
+// shortPath is path relative to the working directory when it lies below it.
+func shortPath(path string) string {
+	wd, err := os.Getwd()
+	if err != nil {
+		return path
+	}
+	rel, err := filepath.Rel(wd, path)
+	if err != nil || !filepath.IsAbs(path) || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+		return path
+	}
+	return rel
 }
 
 // freeLoopbackPort is a TCP port on the loopback address that was free a moment ago.

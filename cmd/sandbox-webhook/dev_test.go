@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -136,6 +138,23 @@ func TestDevSignalContextSurvivesASecondSignal(t *testing.T) {
 	}
 	if got := bufString(out); !strings.HasPrefix(got, "dev: interrupt: stopping\n") {
 		t.Errorf("output %q", got)
+	}
+}
+
+func TestShortPath(t *testing.T) {
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for in, want := range map[string]string{
+		filepath.Join(wd, "bin", "k8s"):      filepath.Join("bin", "k8s"),
+		"bin/k8s":                            "bin/k8s",
+		filepath.Dir(wd):                     filepath.Dir(wd),
+		filepath.Join(filepath.Dir(wd), "x"): filepath.Join(filepath.Dir(wd), "x"),
+	} {
+		if got := shortPath(in); got != want {
+			t.Errorf("shortPath(%q) = %q, want %q", in, got, want)
+		}
 	}
 }
 
