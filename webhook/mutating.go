@@ -31,7 +31,9 @@ import (
 type SandboxPodInjector struct {
 	cfg *policy.Config
 	// reader is the manager's cache: Namespaces, and only the labelled Secrets.
-	reader  client.Reader
+	reader client.Reader
+	// live reads a Namespace that the cache has not seen yet; nil: none.
+	live    client.Reader
 	metrics *injectionMetrics
 	// credentialLabels selects the labelled Secrets, built once rather than per lookup.
 	credentialLabels client.MatchingLabelsSelector
@@ -63,6 +65,7 @@ func installPodMutation(mgr manager.Manager, cfg *policy.Config) error {
 	if err != nil {
 		return err
 	}
+	h.ReadNamespacesLive(mgr.GetAPIReader())
 	mgr.GetWebhookServer().Register(PathMutatePods, h)
 	return nil
 }
@@ -160,12 +163,21 @@ func (h *SandboxPodInjector) handlePod(ctx context.Context, nsName string, pod *
 	return h.done(string(d.Outcome), resp)
 }
 
-// namespace reads the pod's Namespace from the cache into ns; nil when it does not
-// exist.
+// ReadNamespacesLive makes the handler read a Namespace from r (the API server) when
+// the cache does not hold it yet. A pod can only be created in a namespace that exists,
+// so a miss means the cache lags behind a namespace created a moment ago: without the
+// live read, the first sandbox pods of a new tenant would go uninjected.
+func (h *SandboxPodInjector) ReadNamespacesLive(r client.Reader) { h.live = r }
+
+// namespace reads the pod's Namespace from the cache into ns, or from the API server
+// when the cache has not seen it yet; nil when it does not exist.
 func (h *SandboxPodInjector) namespace(ctx context.Context, name string, ns *corev1.Namespace) (*corev1.Namespace, error) {
 	lookup := newLookupContext(ctx, h.cfg.Inference.LookupTimeout.Duration)
 	defer lookup.stop()
 	err := h.reader.Get(lookup, client.ObjectKey{Name: name}, ns, client.UnsafeDisableDeepCopy)
+	if apierrors.IsNotFound(err) && h.live != nil {
+		err = h.live.Get(ctx, client.ObjectKey{Name: name}, ns)
+	}
 	if apierrors.IsNotFound(err) {
 		return nil, nil
 	}

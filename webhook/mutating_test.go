@@ -162,3 +162,48 @@ func TestSandboxPodInjectorDeniesConflictingVolumeNamingTheField(t *testing.T) {
 		t.Fatalf("want a denial naming spec.volumes[0], got allowed=%v %+v", resp.Allowed, resp.Result)
 	}
 }
+
+// countingReader counts the Gets it answers.
+type countingReader struct {
+	stubReader
+	gets int
+	err  error
+}
+
+func (r *countingReader) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+	r.gets++
+	if r.err != nil {
+		return r.err
+	}
+	return r.stubReader.Get(ctx, key, obj, opts...)
+}
+
+func TestSandboxPodInjectorReadsANamespaceTheCacheHasNotSeenFromTheAPIServer(t *testing.T) {
+	cfg := policy.DefaultConfig()
+	cache := &stubReader{namespaces: map[string]*corev1.Namespace{"old": tenantNamespace("old")}}
+	live := &countingReader{stubReader: stubReader{namespaces: map[string]*corev1.Namespace{"old": tenantNamespace("old"), "new": tenantNamespace("new")}}}
+	h := newTestInjector(t, cfg, cache)
+	h.ReadNamespacesLive(live)
+
+	resp := h.Handle(context.Background(), podRequest(t, openShellSandboxPod("new", "s")))
+	if !resp.Allowed || len(resp.Patches) == 0 {
+		t.Fatalf("a sandbox pod in a tenant namespace the cache has not seen yet was not injected: %+v", resp.Result)
+	}
+	if live.gets != 1 {
+		t.Errorf("live reads = %d, want 1", live.gets)
+	}
+	resp = h.Handle(context.Background(), podRequest(t, openShellSandboxPod("old", "s")))
+	if !resp.Allowed || len(resp.Patches) == 0 || live.gets != 1 {
+		t.Errorf("a namespace in the cache must not be read live: injected %v, live reads %d", len(resp.Patches) > 0, live.gets)
+	}
+	resp = h.Handle(context.Background(), podRequest(t, openShellSandboxPod("nowhere", "s")))
+	if !resp.Allowed || len(resp.Patches) != 0 {
+		t.Errorf("a namespace that exists nowhere: allowed %v, %d patches", resp.Allowed, len(resp.Patches))
+	}
+
+	live.err = fmt.Errorf("connection refused")
+	resp = h.Handle(context.Background(), podRequest(t, openShellSandboxPod("new", "s")))
+	if resp.Allowed || resp.Result == nil || !strings.Contains(resp.Result.Message, "reading namespace new") {
+		t.Errorf("a failed live read must be an error, never a silent skip: %+v", resp.Result)
+	}
+}

@@ -186,6 +186,9 @@ func (f *serverFlags) override(flagName string, apply func(*policy.Config)) {
 // parse parses args, loads and validates the config and installs the logger.
 func (f *serverFlags) parse(args []string) (*policy.Config, logr.Logger, error) {
 	if err := f.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil, logr.Discard(), err
+		}
 		return nil, logr.Discard(), &exitError{code: 2, err: err}
 	}
 	if f.NArg() > 0 {

@@ -110,3 +110,22 @@ func TestLogFormats(t *testing.T) {
 		t.Errorf("auto off a terminal: %q", buf.String())
 	}
 }
+
+func TestHelpExitsZeroAndListsTheFlags(t *testing.T) {
+	for _, cmd := range []string{"serve", "dev", "check"} {
+		var stdout, stderr bytes.Buffer
+		if code := run([]string{cmd, "-h"}, strings.NewReader(""), &stdout, &stderr); code != 0 {
+			t.Errorf("%s -h: exit %d: %s", cmd, code, stderr.String())
+		}
+		if strings.Contains(stderr.String(), "help requested") {
+			t.Errorf("%s -h reports an error: %s", cmd, stderr.String())
+		}
+	}
+	var stdout, stderr bytes.Buffer
+	run([]string{"serve", "-h"}, strings.NewReader(""), &stdout, &stderr)
+	for _, want := range []string{"-shutdown-delay", "-cert-dir", "-leader-election-namespace", "-log-format"} {
+		if !strings.Contains(stderr.String(), want) {
+			t.Errorf("serve -h does not list %s", want)
+		}
+	}
+}

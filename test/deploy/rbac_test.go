@@ -68,6 +68,7 @@ func TestTheRBACGrantsWhatTheCodeUsesAndNoMore(t *testing.T) {
 	const rbac, coord, events = "rbac.authorization.k8s.io", "coordination.k8s.io", "events.k8s.io"
 	tn := cfg.Tenancy
 	needed := []grant{
+		{role.Rules, "", "namespaces", "get", ""},
 		{role.Rules, "", "namespaces", "list", ""},
 		{role.Rules, "", "namespaces", "watch", ""},
 		{role.Rules, "", "secrets", "list", ""},

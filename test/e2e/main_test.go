@@ -1,16 +1,15 @@
-// Package e2e runs the built sandbox-webhook binary: `serve` against a real API server
-// that calls it over TLS, `check` over files, and `dev`.
+// Package e2e runs the built sandbox-webhook binary: `check` over files, and `dev`,
+// which starts its own API server. `serve` against the rendered manifests is in
+// test/deploy/e2e, beside the kustomize dependency.
 package e2e
 
 import (
 	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -18,10 +17,7 @@ import (
 	"github.com/sandbox-webhook/sandbox-webhook/test/envtestutil"
 )
 
-var (
-	cp     *envtestutil.ControlPlane
-	binary string
-)
+var binary string
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "sandbox-webhook-e2e-")
@@ -37,20 +33,9 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "e2e: building the binary:", err)
 		os.Exit(1)
 	}
-	code := envtestutil.Run(m, envtestutil.Options{}, &cp)
+	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
-}
-
-// freePort is a TCP port on 127.0.0.1 that was free a moment ago.
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 // syncBuffer collects a process's output safely while it runs.
@@ -110,5 +95,3 @@ func runBinary(t *testing.T, stdin []byte, args ...string) (int, string, string)
 	}
 	return code, out.String(), errOut.String()
 }
-
-func itoa(i int) string { return strconv.Itoa(i) }
