@@ -312,7 +312,15 @@ func TestTheWebhookRunsWithItsOwnRBAC(t *testing.T) {
 		{"read another ClusterRoleBinding", func() error {
 			return c.Get(ctx, client.ObjectKey{Name: "sandbox-webhook"}, &rbacv1.ClusterRoleBinding{})
 		}},
-		{"get a Namespace directly", func() error { return c.Get(ctx, client.ObjectKey{Name: first}, &corev1.Namespace{}) }},
+		{"label a Namespace", func() error {
+			ns := &corev1.Namespace{}
+			// The get is allowed: the webhook reads a Namespace its cache has not seen yet.
+			if err := c.Get(ctx, client.ObjectKey{Name: first}, ns); err != nil {
+				return fmt.Errorf("the webhook may not get a Namespace (it must): %w", err)
+			}
+			ns.Labels = map[string]string{"sandbox-webhook.io/tenant": "false"}
+			return c.Update(ctx, ns, client.DryRunAll)
+		}},
 		{"read another Lease", func() error {
 			return c.Get(ctx, client.ObjectKey{Namespace: s.LeaderElectionNamespace, Name: "other"}, &coordinationv1.Lease{})
 		}},
