@@ -52,6 +52,14 @@ func devCommand(args []string, stdout, stderr io.Writer) error {
 	demo := fs.Bool("demo", false, "apply the examples (two tenants, a sandbox pod in each), print what the webhook injected, try a pod with a private key and show the tenancy binding, then stop")
 	keepRunning := fs.Bool("keep-running", false, "with --demo: keep serving after the demo until Ctrl-C")
 	devDefaultLogLevel(fs.FlagSet)
+	// One process on a laptop: no probes, no replicas to elect a leader among. Applied
+	// with the flags, so --print-config shows them.
+	fs.overrides = append(fs.overrides, func(c *policy.Config) {
+		c.Server.MetricsBindAddress = *metricsAddr
+		c.Server.HealthProbeBindAddress = "0"
+		noElection := false
+		c.Server.LeaderElection = &noElection
+	})
 	cfg, log, err := fs.parse(args)
 	if err != nil {
 		return err
@@ -59,11 +67,6 @@ func devCommand(args []string, stdout, stderr io.Writer) error {
 	if *keepRunning && !*demo {
 		return &exitError{code: 2, err: errors.New("dev: --keep-running goes with --demo (without --demo, dev keeps running anyway)")}
 	}
-	// One process on a laptop: no probes, no replicas to elect a leader among.
-	cfg.Server.MetricsBindAddress = *metricsAddr
-	cfg.Server.HealthProbeBindAddress = "0"
-	noElection := false
-	cfg.Server.LeaderElection = &noElection
 	if *assets == "" {
 		*assets = os.Getenv("KUBEBUILDER_ASSETS")
 	}
