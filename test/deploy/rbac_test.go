@@ -1,16 +1,13 @@
 package deploy
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"maps"
-	"net"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -33,6 +30,7 @@ import (
 	"github.com/sandbox-webhook/sandbox-webhook/certs"
 	"github.com/sandbox-webhook/sandbox-webhook/policy"
 	"github.com/sandbox-webhook/sandbox-webhook/tenancy"
+	"github.com/sandbox-webhook/sandbox-webhook/test/envtestutil"
 	"github.com/sandbox-webhook/sandbox-webhook/webhook"
 )
 
@@ -196,7 +194,7 @@ func TestTheWebhookRunsWithItsOwnRBAC(t *testing.T) {
 		UserName: fmt.Sprintf("system:serviceaccount:%s:%s", sa.Namespace, sa.Name),
 		Groups:   []string{"system:serviceaccounts", "system:serviceaccounts:" + sa.Namespace, "system:authenticated"},
 	}
-	logs := &lineRecorder{}
+	logs := &envtestutil.SyncBuffer{}
 	log := zap.New(zap.WriteTo(logs))
 	byObject := map[client.Object]cache.ByObject{}
 	maps.Copy(byObject, webhook.CacheByObject(cfg))
@@ -227,7 +225,7 @@ func TestTheWebhookRunsWithItsOwnRBAC(t *testing.T) {
 		RetryPeriod:                   &retry,
 		LeaderElectionReleaseOnCancel: true,
 		WebhookServer: ctrlwebhook.NewServer(ctrlwebhook.Options{
-			Host: "127.0.0.1", Port: freePort(t), CertDir: certDir, CertName: s.CertName, KeyName: s.KeyName,
+			Host: "127.0.0.1", Port: envtestutil.FreePort(t), CertDir: certDir, CertName: s.CertName, KeyName: s.KeyName,
 		}),
 	})
 	if err != nil {
@@ -395,39 +393,5 @@ func bindingHas(ctx context.Context, tn policy.TenancyConfig, namespaces ...stri
 
 func waitFor(t *testing.T, what string, ok func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(time.Minute)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-// lineRecorder keeps a manager's log.
-type lineRecorder struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lineRecorder) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lineRecorder) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
+	envtestutil.Eventually(t, what, func() (bool, string) { return ok(), "not yet" })
 }
