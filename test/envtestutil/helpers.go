@@ -2,7 +2,11 @@ package envtestutil
 
 import (
 	"bytes"
+	"fmt"
 	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -54,4 +58,23 @@ func (s *SyncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// BuildBinary builds cmd/sandbox-webhook into a new temporary folder and returns the
+// binary's path and a function that removes the folder.
+func BuildBinary() (string, func(), error) {
+	dir, err := os.MkdirTemp("", "sandbox-webhook-bin-")
+	if err != nil {
+		return "", nil, err
+	}
+	cleanup := func() { os.RemoveAll(dir) }
+	binary := filepath.Join(dir, "sandbox-webhook")
+	build := exec.Command("go", "build", "-o", binary, "./cmd/sandbox-webhook")
+	build.Dir = RepoRoot()
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		cleanup()
+		return "", nil, fmt.Errorf("building the binary: %w", err)
+	}
+	return binary, cleanup, nil
 }

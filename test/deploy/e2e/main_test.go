@@ -6,8 +6,6 @@ package e2e
 import (
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"testing"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -22,21 +20,15 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "sandbox-webhook-serve-e2e-")
+	var cleanup func()
+	var err error
+	binary, cleanup, err = envtestutil.BuildBinary()
 	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	binary = filepath.Join(dir, "sandbox-webhook")
-	build := exec.Command("go", "build", "-o", binary, "./cmd/sandbox-webhook")
-	build.Dir = envtestutil.RepoRoot()
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "e2e: building the binary:", err)
+		fmt.Fprintln(os.Stderr, "e2e:", err)
 		os.Exit(1)
 	}
 	code := envtestutil.Run(m, envtestutil.Options{}, &cp)
-	os.RemoveAll(dir)
+	cleanup()
 	os.Exit(code)
 }
 
