@@ -16,6 +16,7 @@ import (
 	"github.com/go-logr/logr"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -31,16 +32,27 @@ import (
 )
 
 func serveCommand(args []string, stderr io.Writer) error {
-	cfg, log, err := newServeFlags(stderr).parse(args)
+	fs := newServeFlags(stderr)
+	kubeconfig := fs.String("kubeconfig", "", "kubeconfig file (default: in-cluster config, else $KUBECONFIG, else ~/.kube/config)")
+	cfg, log, err := fs.parse(args)
 	if err != nil {
 		return err
 	}
-	restCfg, err := ctrl.GetConfig()
+	restCfg, err := restConfig(*kubeconfig)
 	if err != nil {
 		return fmt.Errorf("finding the cluster: %w", err)
 	}
 	// The first SIGTERM or SIGINT starts the shutdown; a second one exits at once.
 	return serve(ctrl.SetupSignalHandler(), restCfg, cfg, log)
+}
+
+// restConfig is the API server's address and credentials: from the kubeconfig file
+// when one is named, else as every controller finds them.
+func restConfig(kubeconfig string) (*rest.Config, error) {
+	if kubeconfig != "" {
+		return clientcmd.BuildConfigFromFlags("", kubeconfig)
+	}
+	return ctrl.GetConfig()
 }
 
 // newServeFlags are serve's flags: those of every server command plus one per server

@@ -129,3 +129,27 @@ func TestHelpExitsZeroAndListsTheFlags(t *testing.T) {
 		}
 	}
 }
+
+func TestRestConfigReadsTheNamedKubeconfig(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "kubeconfig")
+	kc := `apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: "https://127.0.0.1:6443"}}]
+users: [{name: u, user: {token: not-a-real-token}}]
+contexts: [{name: x, context: {cluster: c, user: u}}]
+current-context: x
+`
+	if err := os.WriteFile(path, []byte(kc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := restConfig(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Host != "https://127.0.0.1:6443" {
+		t.Errorf("host %q from the named kubeconfig", cfg.Host)
+	}
+	if _, err := restConfig(filepath.Join(t.TempDir(), "missing")); err == nil {
+		t.Error("a missing kubeconfig gave no error")
+	}
+}

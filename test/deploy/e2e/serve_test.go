@@ -89,12 +89,11 @@ func startServe(t *testing.T, bundle *certs.Bundle, config []byte) *served {
 			t.Fatal(err)
 		}
 	}
-	p.cmd = exec.Command(binary, "serve", "--config", configPath,
+	p.cmd = exec.Command(binary, "serve", "--config", configPath, "--kubeconfig", kubeconfigPath,
 		fmt.Sprintf("--port=%d", p.port), "--cert-dir", p.certDir,
 		fmt.Sprintf("--metrics-bind-address=127.0.0.1:%d", p.metrics),
 		fmt.Sprintf("--health-probe-bind-address=127.0.0.1:%d", p.health),
 		"--shutdown-delay=5s")
-	p.cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfigPath)
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
