@@ -27,7 +27,7 @@ const usage = `sandbox-webhook: admission webhook for agent sandbox pods
 
 Usage:
   sandbox-webhook serve [--config FILE] [flags]  serve the webhooks and the tenancy reconciler in a cluster
-  sandbox-webhook dev [--config FILE]            start a local API server + etcd with the webhook installed
+  sandbox-webhook dev [--demo] [flags]           start a local API server + etcd with the webhook installed (--demo: show it at work)
   sandbox-webhook check [--mutate] -f PATH ...   run validation (and mutation) offline over YAML/JSON files
   sandbox-webhook --print-config [--config FILE] print the effective configuration and exit
 
