@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -13,42 +12,15 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/rand"
-	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/sandbox-webhook/sandbox-webhook/policy"
+	"github.com/sandbox-webhook/sandbox-webhook/test/envtestutil"
 )
 
-// warningRecorder collects the warnings the API server sends to a client.
-type warningRecorder struct {
-	mu       sync.Mutex
-	warnings []string
-}
-
-func (w *warningRecorder) HandleWarningHeader(code int, agent, text string) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.warnings = append(w.warnings, text)
-}
-
-func (w *warningRecorder) take() []string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	out := w.warnings
-	w.warnings = nil
-	return out
-}
-
-func warningClient(t *testing.T) (client.Client, *warningRecorder) {
+func warningClient(t *testing.T) (client.Client, *envtestutil.WarningRecorder) {
 	t.Helper()
-	rec := &warningRecorder{}
-	cfg := rest.CopyConfig(cp.Config)
-	cfg.WarningHandler = rec
-	c, err := client.New(cfg, client.Options{Scheme: cp.Scheme})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c, rec
+	return cp.WarningClient(t)
 }
 
 func mutatingTestNamespace(t *testing.T, tenant bool) string {
@@ -159,14 +131,14 @@ func eventuallyInference(t *testing.T, ns, want string) []string {
 	c, rec := warningClient(t)
 	var got string
 	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
-		rec.take()
+		rec.Take()
 		pod := openShellSandboxPod(ns, "probe-"+rand.String(5))
 		if err := c.Create(context.Background(), pod, client.DryRunAll); err != nil {
 			t.Fatalf("dry-run create: %v", err)
 		}
 		got, _ = envValue(pod.Spec.Containers[0], testConfig.Inference.Env)
 		if got == want {
-			return rec.take()
+			return rec.Take()
 		}
 	}
 	t.Fatalf("inference flag stayed %q, want %q", got, want)
@@ -225,13 +197,13 @@ func TestMutatingWebhookAuthorizedUserCredentialWarnsAndStaysFalse(t *testing.T)
 	}
 	c, rec := warningClient(t)
 	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(200 * time.Millisecond) {
-		rec.take()
+		rec.Take()
 		pod := openShellSandboxPod(ns, "sandbox-"+rand.String(5))
 		if err := c.Create(ctx, pod); err != nil {
 			t.Fatal(err)
 		}
 		assertInjected(t, pod, "false")
-		warnings := strings.Join(rec.take(), "\n")
+		warnings := strings.Join(rec.Take(), "\n")
 		if strings.Contains(warnings, "authorized_user") {
 			if strings.Contains(warnings, "placeholder-refresh-value") {
 				t.Fatalf("warning echoes the credential: %s", warnings)

@@ -3,11 +3,10 @@ package deploy
 import (
 	"context"
 	"strings"
-	"sync"
 	"testing"
 
+	"github.com/sandbox-webhook/sandbox-webhook/test/envtestutil"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
@@ -36,7 +35,7 @@ func TestTheAPIServerAcceptsEveryObject(t *testing.T) {
 				}
 				kinds[o.GetKind()]++
 			}
-			if w := warnings.take(); len(w) > 0 {
+			if w := warnings.Take(); len(w) > 0 {
 				t.Errorf("warnings from the API server:\n%s", strings.Join(w, "\n"))
 			}
 			for _, kind := range []string{"Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding",
@@ -73,7 +72,7 @@ func TestPodSecurityWarningsAreSeen(t *testing.T) {
 		if err := c.Create(context.Background(), obj, client.DryRunAll); err != nil {
 			t.Fatal(err)
 		}
-		w := strings.Join(warnings.take(), "\n")
+		w := strings.Join(warnings.Take(), "\n")
 		if !strings.Contains(w, "restricted") || !strings.Contains(w, "allowPrivilegeEscalation") {
 			t.Errorf("no Pod Security warning for a container without securityContext; got %q", w)
 		}
@@ -82,35 +81,7 @@ func TestPodSecurityWarningsAreSeen(t *testing.T) {
 	t.Fatal("no Deployment in the base")
 }
 
-// warningClient is an administrator's client that records the API server's warnings.
-func warningClient(t *testing.T) (client.Client, *warningRecorder) {
+func warningClient(t *testing.T) (client.Client, *envtestutil.WarningRecorder) {
 	t.Helper()
-	w := &warningRecorder{}
-	cfg := rest.CopyConfig(cp.Config)
-	cfg.WarningHandler = nil
-	cfg.WarningHandlerWithContext = w
-	c, err := client.New(cfg, client.Options{Scheme: cp.Scheme})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c, w
-}
-
-type warningRecorder struct {
-	mu       sync.Mutex
-	warnings []string
-}
-
-func (w *warningRecorder) HandleWarningHeaderWithContext(_ context.Context, _ int, _ string, text string) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.warnings = append(w.warnings, text)
-}
-
-func (w *warningRecorder) take() []string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	out := w.warnings
-	w.warnings = nil
-	return out
+	return cp.WarningClient(t)
 }

@@ -2,6 +2,7 @@ package envtestutil
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"net"
 	"os"
@@ -10,6 +11,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
 // Eventually polls cond every 50ms until it holds. The 90-second bound only guards
@@ -77,4 +81,40 @@ func BuildBinary() (string, func(), error) {
 		return "", nil, fmt.Errorf("building the binary: %w", err)
 	}
 	return binary, cleanup, nil
+}
+
+// WarningRecorder collects the warnings the API server sends to a client.
+type WarningRecorder struct {
+	mu       sync.Mutex
+	warnings []string
+}
+
+func (w *WarningRecorder) HandleWarningHeaderWithContext(_ context.Context, _ int, _ string, text string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.warnings = append(w.warnings, text)
+}
+
+// Take returns the warnings recorded so far and forgets them.
+func (w *WarningRecorder) Take() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := w.warnings
+	w.warnings = nil
+	return out
+}
+
+// WarningClient is an administrator's client of the control plane that records the API
+// server's warnings.
+func (c *ControlPlane) WarningClient(t testing.TB) (client.Client, *WarningRecorder) {
+	t.Helper()
+	w := &WarningRecorder{}
+	cfg := rest.CopyConfig(c.Config)
+	cfg.WarningHandler = nil
+	cfg.WarningHandlerWithContext = w
+	cl, err := client.New(cfg, client.Options{Scheme: c.Scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cl, w
 }
