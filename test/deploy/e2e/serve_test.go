@@ -93,7 +93,7 @@ func startServe(t *testing.T, bundle *certs.Bundle, config []byte) *served {
 		fmt.Sprintf("--port=%d", p.port), "--cert-dir", p.certDir,
 		fmt.Sprintf("--metrics-bind-address=127.0.0.1:%d", p.metrics),
 		fmt.Sprintf("--health-probe-bind-address=127.0.0.1:%d", p.health),
-		"--shutdown-delay=5s")
+		"--shutdown-delay=10s") // a wide window to observe /readyz failing while it still serves
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
