@@ -78,6 +78,13 @@ type ServerConfig struct {
 	// GracefulShutdownTimeout bounds how long the requests in flight may take to finish
 	// once the listener is closed.
 	GracefulShutdownTimeout metav1.Duration `json:"gracefulShutdownTimeout"`
+	// MaxReviewsInFlight bounds the admission reviews decided at once, so that a burst
+	// of large or hostile requests queues instead of taking every core and the memory
+	// with it. 0 means twice GOMAXPROCS (which follows the container's CPU limit).
+	MaxReviewsInFlight int `json:"maxReviewsInFlight"`
+	// ReviewQueueTimeout is how long a review waits for a turn before it is refused
+	// with 429 Too Many Requests (never past the API server's own timeout).
+	ReviewQueueTimeout metav1.Duration `json:"reviewQueueTimeout"`
 }
 
 // SandboxConfig says which pods are sandbox pods and which of their containers get the
@@ -214,6 +221,7 @@ func (c *Config) Default() {
 		s.ShutdownDelay = &metav1.Duration{Duration: 5 * time.Second}
 	}
 	setDur(&s.GracefulShutdownTimeout, 30*time.Second)
+	setDur(&s.ReviewQueueTimeout, 2*time.Second)
 
 	setStr(&c.Sandboxes.SandboxLabel, "agents.x-k8s.io/sandbox-name-hash")
 	setStr(&c.Sandboxes.InjectLabel, "sandbox-webhook.io/inject")
@@ -334,6 +342,12 @@ func (c *Config) Validate() error {
 	}
 	if d := s.GracefulShutdownTimeout.Duration; d <= 0 || d > 10*time.Minute {
 		errs = append(errs, field.Invalid(at("server", "gracefulShutdownTimeout"), d.String(), "must be a positive duration of at most 10m"))
+	}
+	if n := s.MaxReviewsInFlight; n < 0 || n > 10000 {
+		errs = append(errs, field.Invalid(at("server", "maxReviewsInFlight"), n, "must be between 0 (twice GOMAXPROCS) and 10000"))
+	}
+	if d := s.ReviewQueueTimeout.Duration; d <= 0 || d > 30*time.Second {
+		errs = append(errs, field.Invalid(at("server", "reviewQueueTimeout"), d.String(), "must be a positive duration of at most 30s"))
 	}
 
 	labelKey(at("sandboxes", "sandboxLabel"), c.Sandboxes.SandboxLabel)
