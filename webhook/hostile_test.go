@@ -53,7 +53,7 @@ func checkWellFormedAnswer(t *testing.T, name string, rec *httptest.ResponseReco
 	return review.Response
 }
 
-func hostileHandlers(t *testing.T) map[string]http.Handler {
+func hostileHandlers(t testing.TB) map[string]http.Handler {
 	cfg := policy.DefaultConfig()
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
@@ -72,13 +72,14 @@ func TestHostileReviewsGetAWellFormedAnswerInMemoryLinearInTheirSize(t *testing.
 	// The mutating webhook admits a pod it can read (20,000 env vars are a pod; a pod
 	// with 300,000 labels is no sandbox pod) and refuses the rest; the validating
 	// webhook inspects every well-formed object and may admit it or deny it.
-	admitted := map[string]bool{"20,000 env vars": true, "300,000 labels": true}
+	admitted := map[string]bool{"20,000 env vars": true, "300,000 labels": true, "3M braces in an env value": true}
 	for _, f := range hostile.KeyFloods() {
 		admitted[f.Name+" flood"] = true // a ConfigMap is no pod
 	}
-	// The body buffer doubles as bytes arrive (at most twice the body), the pod's
-	// strings are copied once, and the rest is small.
-	const perByte, fixed = 4, 2 << 20
+	// The body buffer doubles as bytes arrive (twice the body at most), the pod's
+	// strings are copied once, and jsontext's duplicate-name set for an object of many
+	// members costs most: about 16 bytes allocated per byte of a flood of members.
+	const perByte, fixed = 20, 8 << 20
 	for path, h := range hostileHandlers(t) {
 		for _, review := range hostile.Reviews() {
 			name, body := review.Name, review.Body
@@ -136,4 +137,41 @@ func TestAnnouncedLengthIsNotAllocatedBeforeTheBytesArrive(t *testing.T) {
 			t.Errorf("%s: %s", path, rec.Body)
 		}
 	}
+}
+
+// FuzzReviewCostIsLinear: whatever the bytes, both handlers answer with a review or an
+// HTTP error and allocate at most a small multiple of the body.
+func FuzzReviewCostIsLinear(f *testing.F) {
+	for _, r := range hostile.Reviews() {
+		if len(r.Body) < 64<<10 {
+			f.Add(r.Body)
+		}
+	}
+	f.Add(hostile.SandboxPodReview(`{"containers":[{"name":"agent","env":[{"name":"CLAUDE_CODE_USE_VERTEX","value":"1"},{"value":"x","name":"A"}]}]}`))
+	f.Add(hostile.SandboxPodReview(`{"containers":[` + strings.Repeat(`{"name":"a","volumeMounts":[{"name":"openshell-sa-token","mountPath":"/x"}]},`, 50) + `{}]}`))
+	f.Add(hostile.Nesting(4096, `{"a":`))
+	f.Add(hostile.ConfigMapReview(`-----BEGIN RSA PRIVATE KEY-----\nMIIB\n-----END RSA PRIVATE KEY-----`))
+	handlers := hostileHandlers(f)
+	f.Fuzz(func(t *testing.T, body []byte) {
+		for path, h := range handlers {
+			var rec *httptest.ResponseRecorder
+			alloc := allocatedBy(func() {
+				req := httptest.NewRequest(http.MethodPost, path, bytes.NewReader(body))
+				req.Header.Set("Content-Type", "application/json")
+				rec = httptest.NewRecorder()
+				h.ServeHTTP(rec, req)
+			})
+			if limit := uint64(20*len(body) + 8<<20); alloc > limit {
+				t.Fatalf("%s: allocated %d bytes for a body of %d, over %d", path, alloc, len(body), limit)
+			}
+			if rec.Code == http.StatusOK {
+				var review admissionv1.AdmissionReview
+				if err := json.Unmarshal(rec.Body.Bytes(), &review); err != nil || review.Response == nil {
+					t.Fatalf("%s: not a review: %v %.300s", path, err, rec.Body)
+				}
+			} else if rec.Code < 400 {
+				t.Fatalf("%s: status %d", path, rec.Code)
+			}
+		}
+	})
 }

@@ -66,7 +66,7 @@ func comparablePod(p *policy.InjectionPod, cfg *policy.Config) *policy.Injection
 			for _, e := range c.Env {
 				managed := e.Name == cfg.Token.PathEnv || e.Name == cfg.Gateway.EndpointEnv || e.Name == cfg.Inference.Env || slices.Contains(cfg.Gateway.ForbiddenEnv, e.Name)
 				if !managed {
-					e.Name, e.Value = "", ""
+					e = policy.InjectionEnvVar{ValueFrom: e.ValueFrom}
 				}
 				cc.Env = append(cc.Env, e)
 			}

@@ -174,7 +174,6 @@ const (
 // array per kind of item, taken from mem when there is one.
 type podDecoder struct {
 	r          *jsonReader
-	subReader  *jsonReader
 	cfg        *policy.Config
 	pod        *policy.InjectionPod
 	envs       []policy.InjectionEnvVar
@@ -398,110 +397,60 @@ func (d *podDecoder) envList(dst *[]policy.InjectionEnvVar) error {
 		if len(d.envs) == maxPodEnv {
 			return tooMany("env vars in all containers", maxPodEnv)
 		}
-		// Most env vars are none of policy's: one read of the whole element, checked by
-		// jsontext, shows that none of the names policy reads is in it.
-		if d.r.dec.PeekKind() == '{' {
-			raw, err := d.r.raw()
-			if err != nil {
-				return err
-			}
-			if !d.mayNameReadEnv(raw) {
-				d.envs = append(d.envs, policy.InjectionEnvVar{})
-				return nil
-			}
-			return d.sub(raw, d.envVar)
-		}
 		return d.envVar()
 	})
 	*dst = d.envs[start:len(d.envs):len(d.envs)]
 	return err
 }
 
-// envVar reads one env var that policy may read.
+// envVar reads one env var.
 func (d *podDecoder) envVar() error {
-	{
-		var e policy.InjectionEnvVar
-		var value []byte // the value's JSON, until the name says whether it is read
-		relevant := false
-		err := d.r.object(func(name []byte) error {
-			switch string(name) {
-			case "name":
-				s, ok, err := d.r.str()
-				if ok {
-					relevant = d.readsEnv(s)
-					e.Name = ""
-					if relevant {
-						e.Name = string(s)
-					}
+	var e policy.InjectionEnvVar
+	var value []byte // the value's JSON, until the name says whether it is read
+	relevant := false
+	err := d.r.object(func(name []byte) error {
+		switch string(name) {
+		case "name":
+			s, ok, err := d.r.str()
+			if ok {
+				relevant = d.readsEnv(s)
+				e.Name = ""
+				if relevant {
+					e.Name = string(s)
 				}
-				return err
-			case "value":
-				if d.r.null() {
-					return nil
-				}
-				if d.r.dec.PeekKind() != '"' {
-					return d.r.typeError("a string")
-				}
-				v, err := d.r.raw()
-				value = v
-				return err
-			case "valueFrom":
-				e.ValueFrom = !d.r.null()
-				if !e.ValueFrom {
-					return nil
-				}
-				return d.r.object(func([]byte) error { return d.r.skip() })
 			}
-			return d.r.skip()
-		})
+			return err
+		case "value":
+			if d.r.null() {
+				return nil
+			}
+			if d.r.dec.PeekKind() != '"' {
+				return d.r.typeError("a string")
+			}
+			v, err := d.r.raw()
+			value = v
+			return err
+		case "valueFrom":
+			e.ValueFrom = !d.r.null()
+			if !e.ValueFrom {
+				return nil
+			}
+			return d.r.object(func([]byte) error { return d.r.skip() })
+		}
+		return d.r.skip()
+	})
+	if err != nil {
+		return err
+	}
+	if relevant && value != nil {
+		v, err := d.r.unquote(value)
 		if err != nil {
 			return err
 		}
-		if relevant && value != nil {
-			v, err := d.r.unquote(value)
-			if err != nil {
-				return err
-			}
-			e.Value = string(v)
-		}
-		d.envs = append(d.envs, e)
-		return nil
+		e.Value = string(v)
 	}
-}
-
-// mayNameReadEnv reports whether the JSON of an env var could name an env var policy
-// reads: it holds an escape, or one of the names.
-func (d *podDecoder) mayNameReadEnv(raw []byte) bool {
-	if bytes.IndexByte(raw, '\\') >= 0 {
-		return true
-	}
-	c := d.cfg
-	for _, name := range [...]string{c.Token.PathEnv, c.Gateway.EndpointEnv, c.Inference.Env} {
-		if bytes.Contains(raw, []byte(name)) {
-			return true
-		}
-	}
-	for _, name := range c.Gateway.ForbiddenEnv {
-		if bytes.Contains(raw, []byte(name)) {
-			return true
-		}
-	}
-	return false
-}
-
-// sub reads raw, a value already read and checked, with read, through a reader of its
-// own.
-func (d *podDecoder) sub(raw []byte, read func() error) error {
-	if d.subReader == nil {
-		d.subReader = &jsonReader{}
-	}
-	outer := d.r
-	d.r = d.subReader
-	d.r.reset(raw)
-	err := d.r.document(read)
-	d.r.release()
-	d.r = outer
-	return err
+	d.envs = append(d.envs, e)
+	return nil
 }
 
 // readsEnv reports whether policy reads the env var named name: the env it manages
