@@ -18,6 +18,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -43,9 +44,24 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	code := envtestutil.Run(m, envtestutil.Options{}, &cp)
+	code := envtestutil.Run(stopServeAfter{m}, envtestutil.Options{}, &cp)
 	cleanup()
 	os.Exit(code)
+}
+
+// stopServeAfter stops the package's serve once the tests are done, before the
+// control plane stops.
+type stopServeAfter struct{ m *testing.M }
+
+func (s stopServeAfter) Run() int {
+	code := s.m.Run()
+	if theServe != nil && !theServe.exited.Load() {
+		_ = theServe.cmd.Process.Kill()
+		for !theServe.exited.Load() {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	return code
 }
 
 // peakRSSBound is the stated bound on the serve process's peak resident memory with
@@ -119,6 +135,8 @@ func runServe() (*served, error) {
 		fmt.Sprintf("--metrics-bind-address=127.0.0.1:%d", metrics),
 		fmt.Sprintf("--health-probe-bind-address=127.0.0.1:%d", health))
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
+	// Killed with the test binary, should it die first.
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := p.cmd.Start(); err != nil {
 		return nil, err
 	}
