@@ -279,15 +279,21 @@ func (g *guardedProcess) signal(sig unix.Signal) {
 	}
 }
 
-// devWatchdogMain runs the watchdog: it reads dev's messages from fd 3 until dev exits,
-// then stops whatever dev left running.
+// devWatchdogMain runs the watchdog on the pipe from dev, its fd 3.
 func devWatchdogMain(stderr io.Writer) error {
-	// No terminal signal is for the watchdog, and a closed stderr must not end it early.
-	signal.Ignore(syscall.SIGINT, syscall.SIGHUP, syscall.SIGPIPE)
 	in := os.NewFile(3, "dev")
 	if st, err := in.Stat(); err != nil || st.Mode()&os.ModeNamedPipe == 0 {
 		return &exitError{code: 2, err: errors.New(devWatchdogCommand + ": runs only under dev")}
 	}
+	// No terminal signal is for the watchdog, and a closed stderr must not end it early.
+	signal.Ignore(syscall.SIGINT, syscall.SIGHUP, syscall.SIGPIPE)
+	runDevWatchdog(in, stderr)
+	return nil
+}
+
+// runDevWatchdog reads dev's messages from in until dev exits, then stops whatever dev
+// left running and removes its session folder.
+func runDevWatchdog(in io.Reader, stderr io.Writer) {
 	var procs []*guardedProcess
 	var dirs []string
 	sc := bufio.NewScanner(in)
@@ -317,7 +323,6 @@ func devWatchdogMain(stderr io.Writer) error {
 	if len(stopped) > 0 {
 		fmt.Fprintf(stderr, "sandbox-webhook %s: dev exited without stopping what it started; stopped %s\n", devWatchdogCommand, strings.Join(stopped, ", "))
 	}
-	return nil
 }
 
 // stopGuarded stops the processes still running, last started first: SIGTERM, then
