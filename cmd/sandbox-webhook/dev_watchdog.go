@@ -17,6 +17,7 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -24,6 +25,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -325,48 +327,39 @@ func runDevWatchdog(in io.Reader, stderr io.Writer) {
 	}
 }
 
-// stopGuarded stops the processes still running, last started first: SIGTERM, then
-// SIGKILL to those that outlive watchdogTermWait. It returns what it had to stop.
+// stopGuarded stops the processes still running one at a time, last started first (the
+// API server before its etcd, as envtest stops them): SIGTERM, then SIGKILL if it
+// outlives watchdogTermWait. It returns what it had to stop.
 func stopGuarded(procs []*guardedProcess) []string {
-	var running []*guardedProcess
-	var names []string
-	for i := len(procs) - 1; i >= 0; i-- {
-		if g := procs[i]; !g.exited() {
-			running = append(running, g)
-			names = append(names, fmt.Sprintf("%s (pid %d)", g.name, g.pid))
+	order := slices.Clone(procs)
+	slices.SortStableFunc(order, func(a, b *guardedProcess) int {
+		as, _ := strconv.ParseUint(a.start, 10, 64)
+		bs, _ := strconv.ParseUint(b.start, 10, 64)
+		return cmp.Compare(bs, as)
+	})
+	var stopped []string
+	for _, g := range order {
+		if g.exited() {
+			continue
 		}
-	}
-	if len(running) == 0 {
-		return nil
-	}
-	for _, g := range running {
+		stopped = append(stopped, fmt.Sprintf("%s (pid %d)", g.name, g.pid))
 		g.signal(unix.SIGTERM)
-	}
-	if !waitExited(running, watchdogTermWait) {
-		for _, g := range running {
-			if !g.exited() {
-				g.signal(unix.SIGKILL)
-			}
+		if !waitExited(g, watchdogTermWait) {
+			g.signal(unix.SIGKILL)
+			waitExited(g, watchdogKillWait)
 		}
-		waitExited(running, watchdogKillWait)
 	}
-	return names
+	return stopped
 }
 
-// waitExited waits up to bound for every process to end and reports whether they did.
-func waitExited(procs []*guardedProcess, bound time.Duration) bool {
+// waitExited waits up to bound for g to end and reports whether it did.
+func waitExited(g *guardedProcess, bound time.Duration) bool {
 	deadline := time.Now().Add(bound)
-	for {
-		all := true
-		for _, g := range procs {
-			all = all && g.exited()
-		}
-		if all {
-			return true
-		}
+	for !g.exited() {
 		if time.Now().After(deadline) {
 			return false
 		}
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(20 * time.Millisecond)
 	}
+	return true
 }
