@@ -8,12 +8,15 @@ package main
 // envtest, and in Go it would fire when the OS thread that forked exits, not the process.
 // So dev re-executes its own binary as `sandbox-webhook dev-watchdog` in a session of
 // its own (a signal to dev's process group or terminal does not reach it), holding the
-// read end of a pipe whose only writer is dev. dev writes to it the pid and start time
-// of every process it starts, and the folder of its session. The kernel closes the pipe
-// when dev exits in any way; at that end of file the watchdog sends SIGTERM to each
-// process still running, then SIGKILL to those still running after a bound, removes the
-// folder, and exits. It holds a pidfd for each process from the moment it learns of it,
-// so a pid the system has since given to another process is never signalled.
+// read end of a pipe whose only writer is dev. While envtest starts the control plane,
+// dev looks for its new child processes every childScanInterval and writes the pid and
+// start time of each to the pipe, as well as the folder of its session; a process that
+// dev started less than that interval before it died is the one it cannot report. The
+// kernel closes the pipe when dev exits in any way; at that end of file the watchdog
+// stops each process still running, last started first (SIGTERM, then SIGKILL after a
+// bound), removes the folder, and exits. It holds a pidfd for each process from the
+// moment it learns of it, so a pid the system has since given to another process is
+// never signalled.
 
 import (
 	"bufio"
