@@ -22,6 +22,8 @@ func TestParseConfigEmptyGivesDesignDefaults(t *testing.T) {
 		"imagePullPolicy":         {string(c.ImagePullPolicy), ""},
 		"tenancy.bindingName":     {c.Tenancy.BindingName, "openshell-gateway-node-reader"},
 		"leader election":         {c.LeaderElectionEnabled(), true},
+		"server.memoryLimit":      {c.Server.MemoryLimit == nil, true},
+		"server.memoryLimitRatio": {c.Server.MemoryLimitRatio, 0.9},
 	}
 	for name, got := range checks {
 		if got[0] != got[1] {
@@ -118,6 +120,11 @@ func TestParseConfigRejects(t *testing.T) {
 		{"reviews in flight too many", head + "server:\n  maxReviewsInFlight: 10001\n", []string{"server.maxReviewsInFlight", "10000"}},
 		{"review queue timeout negative", head + "server:\n  reviewQueueTimeout: -1s\n", []string{"server.reviewQueueTimeout", "at most 30s"}},
 		{"review queue timeout too long", head + "server:\n  reviewQueueTimeout: 31s\n", []string{"server.reviewQueueTimeout", "at most 30s"}},
+		{"memory limit too small", head + "server:\n  memoryLimit: 1Mi\n", []string{"server.memoryLimit", "at least 16Mi"}},
+		{"memory limit negative", head + "server:\n  memoryLimit: -256Mi\n", []string{"server.memoryLimit", "at least 16Mi"}},
+		{"memory limit not a quantity", head + "server:\n  memoryLimit: lots\n", []string{"quantities must match"}},
+		{"memory limit ratio above 1", head + "server:\n  memoryLimitRatio: 1.5\n", []string{"server.memoryLimitRatio", "more than 0 and at most 1"}},
+		{"memory limit ratio negative", head + "server:\n  memoryLimitRatio: -0.1\n", []string{"server.memoryLimitRatio", "more than 0 and at most 1"}},
 		{"retry period not below renew deadline", head + "server:\n  retryPeriod: 10s\n", []string{"server.retryPeriod", "shorter than server.renewDeadline"}},
 		{"inject label invalid", head + "sandboxes:\n  injectLabel: '/x'\n", []string{"sandboxes.injectLabel"}},
 		{"empty selector selects everything", head + "tenants:\n  namespaceSelector: ' '\n", []string{"tenants.namespaceSelector", "must select something"}},
@@ -190,5 +197,21 @@ func TestShutdownDelayZeroIsKeptAndUnsetIsDefaulted(t *testing.T) {
 	}
 	if cfg.Server.GracefulShutdownTimeout.Duration != 30*time.Second {
 		t.Errorf("default gracefulShutdownTimeout = %v, want 30s", cfg.Server.GracefulShutdownTimeout)
+	}
+}
+
+func TestMemoryLimitAcceptsBytesAndQuantities(t *testing.T) {
+	const head = "apiVersion: sandbox-webhook.io/v1alpha1\nkind: Config\n"
+	for _, v := range []string{"268435456", "256Mi", "'268435456'"} {
+		cfg, err := ParseConfig([]byte(head + "server:\n  memoryLimit: " + v + "\n  memoryLimitRatio: 0.5\n"))
+		if err != nil {
+			t.Fatalf("memoryLimit %s: %v", v, err)
+		}
+		if got := cfg.Server.MemoryLimit.Value(); got != 256<<20 {
+			t.Errorf("memoryLimit %s = %d bytes, want %d", v, got, 256<<20)
+		}
+		if cfg.Server.MemoryLimitRatio != 0.5 {
+			t.Errorf("memoryLimitRatio = %v, want 0.5", cfg.Server.MemoryLimitRatio)
+		}
 	}
 }

@@ -78,6 +78,8 @@ func dispatch(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		return devCommand(args[1:], stdout, stderr)
 	case "check":
 		return checkCommand(args[1:], stdin, stdout, stderr)
+	case devWatchdogCommand: // started by dev, not listed in the usage
+		return devWatchdogMain(stderr)
 	case "-h", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return nil
