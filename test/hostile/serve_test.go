@@ -65,8 +65,9 @@ func (s stopServeAfter) Run() int {
 }
 
 // peakRSSBound is the stated bound on the serve process's peak resident memory with
-// eight hostile requests of up to 7 MB in flight: below the Deployment's 256Mi limit.
-const peakRSSBound = 200 << 20
+// eight hostile requests of up to 7 MB in flight: the Deployment's memory limit, above
+// which the container would be killed. serve runs with the same --memory-limit.
+const peakRSSBound = 256 << 20
 
 type served struct {
 	cmd     *exec.Cmd
@@ -133,7 +134,8 @@ func runServe() (*served, error) {
 	p.cmd = exec.Command(binary, "serve", "--config", configPath, "--kubeconfig", kubeconfigPath,
 		fmt.Sprintf("--port=%d", port), "--cert-dir", certDir,
 		fmt.Sprintf("--metrics-bind-address=127.0.0.1:%d", metrics),
-		fmt.Sprintf("--health-probe-bind-address=127.0.0.1:%d", health))
+		fmt.Sprintf("--health-probe-bind-address=127.0.0.1:%d", health),
+		"--memory-limit=256Mi") // the Deployment's limit, as the Downward API passes it
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	// Killed with the test binary, should it die first.
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
