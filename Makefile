@@ -11,6 +11,8 @@ GO ?= go
 TEST_FLAGS ?= -count=1 -timeout 30m
 BENCH ?= .
 BENCH_FLAGS ?= -benchmem -benchtime=1s -count=1
+# Interleaved rounds of every target per concurrency in make bench-load.
+LOAD_ROUNDS ?= 3
 
 .PHONY: help
 help: ## List the targets.
@@ -40,6 +42,10 @@ test: lint envtest ## Lint, then every test including the envtest, e2e and deplo
 .PHONY: bench
 bench: envtest ## Run the benchmarks and print their figures.
 	$(GO) test -run '^$$' -bench '$(BENCH)' $(BENCH_FLAGS) ./...
+
+.PHONY: bench-load
+bench-load: envtest ## serve's webhooks over HTTPS beside null webhooks: CPU per request, p50/p99, ratios, peak RSS.
+	$(GO) test -run '^$$' -bench 'Load' -benchtime $(LOAD_ROUNDS)x -timeout 30m ./test/loadbench/
 
 .PHONY: run
 run: envtest build ## Show the demo, then keep a local API server + etcd with the webhook running.

@@ -5,26 +5,19 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
-	"os/exec"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	admissionv1 "k8s.io/api/admission/v1"
 
-	"github.com/sandbox-webhook/sandbox-webhook/certs"
 	"github.com/sandbox-webhook/sandbox-webhook/test/envtestutil"
 )
 
@@ -55,11 +48,8 @@ type stopServeAfter struct{ m *testing.M }
 
 func (s stopServeAfter) Run() int {
 	code := s.m.Run()
-	if theServe != nil && !theServe.exited.Load() {
-		_ = theServe.cmd.Process.Kill()
-		for !theServe.exited.Load() {
-			time.Sleep(10 * time.Millisecond)
-		}
+	if theServe != nil {
+		theServe.Stop()
 	}
 	return code
 }
@@ -70,121 +60,43 @@ func (s stopServeAfter) Run() int {
 const peakRSSBound = 256 << 20
 
 type served struct {
-	cmd     *exec.Cmd
-	out     *envtestutil.SyncBuffer
-	port    int
-	health  int
-	client  *http.Client
-	tlsConf *tls.Config
-	exited  atomic.Bool
+	*envtestutil.Serve
 }
 
 var (
 	serveOnce sync.Once
-	theServe  *served
+	theServe  *envtestutil.Serve
 	serveErr  error
 )
 
-// startServe runs one serve for the package: a tenant namespace "team-a", its own CA.
+// startServe runs one serve for the package, with a tenant namespace "team-a".
 func startServe(t *testing.T) *served {
 	t.Helper()
-	serveOnce.Do(func() { theServe, serveErr = runServe() })
+	serveOnce.Do(func() {
+		ns := envtestutil.NamespaceObject("team-a", map[string]string{"sandbox-webhook.io/tenant": "true"})
+		if serveErr = cp.Client.Create(context.Background(), ns); serveErr != nil {
+			return
+		}
+		// The Deployment's limit, as the Downward API passes it.
+		theServe, serveErr = envtestutil.StartServe(cp, binary, "--memory-limit=256Mi")
+	})
 	if serveErr != nil {
 		t.Fatal(serveErr)
 	}
-	if theServe.exited.Load() {
-		t.Fatalf("serve is no longer running:\n%s", theServe.out.String())
+	if theServe.Exited() {
+		t.Fatalf("serve is no longer running:\n%s", theServe.Out.String())
 	}
-	return theServe
-}
-
-func runServe() (*served, error) {
-	ctx := context.Background()
-	if err := cp.Client.Create(ctx, envtestutil.NamespaceObject("team-a", map[string]string{"sandbox-webhook.io/tenant": "true"})); err != nil {
-		return nil, err
-	}
-	dir, err := os.MkdirTemp("", "sandbox-webhook-hostile-")
-	if err != nil {
-		return nil, err
-	}
-	bundle, err := certs.SelfSigned([]string{"localhost", "127.0.0.1"}, time.Hour)
-	if err != nil {
-		return nil, err
-	}
-	certDir := filepath.Join(dir, "certs")
-	if err := bundle.WriteServing(certDir, "tls.crt", "tls.key"); err != nil {
-		return nil, err
-	}
-	kubeconfig, err := cp.KubeConfig()
-	if err != nil {
-		return nil, err
-	}
-	config := "apiVersion: sandbox-webhook.io/v1alpha1\nkind: Config\nserver:\n  leaderElection: false\n  shutdownDelay: 0s\n"
-	configPath, kubeconfigPath := filepath.Join(dir, "config.yaml"), filepath.Join(dir, "kubeconfig")
-	for path, data := range map[string][]byte{configPath: []byte(config), kubeconfigPath: kubeconfig} {
-		if err := os.WriteFile(path, data, 0o600); err != nil {
-			return nil, err
-		}
-	}
-	port, health, metrics, err := freePorts()
-	if err != nil {
-		return nil, err
-	}
-	p := &served{out: &envtestutil.SyncBuffer{}, port: port, health: health}
-	p.cmd = exec.Command(binary, "serve", "--config", configPath, "--kubeconfig", kubeconfigPath,
-		fmt.Sprintf("--port=%d", port), "--cert-dir", certDir,
-		fmt.Sprintf("--metrics-bind-address=127.0.0.1:%d", metrics),
-		fmt.Sprintf("--health-probe-bind-address=127.0.0.1:%d", health),
-		"--memory-limit=256Mi") // the Deployment's limit, as the Downward API passes it
-	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
-	// Killed with the test binary, should it die first.
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := p.cmd.Start(); err != nil {
-		return nil, err
-	}
-	go func() { _ = p.cmd.Wait(); p.exited.Store(true) }()
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(bundle.CAPEM)
-	p.tlsConf = &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"}
-	// HTTP/2, as the API server calls webhooks.
-	p.client = &http.Client{Transport: &http.Transport{TLSClientConfig: p.tlsConf.Clone(), ForceAttemptHTTP2: true, MaxIdleConnsPerHost: 16}, Timeout: 60 * time.Second}
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/readyz", health))
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return p, nil
-			}
-		}
-		if p.exited.Load() || time.Now().After(deadline) {
-			return nil, fmt.Errorf("serve did not become ready:\n%s", p.out.String())
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
-func freePorts() (a, b, c int, err error) {
-	var ports []int
-	for range 3 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return 0, 0, 0, err
-		}
-		defer l.Close()
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports[0], ports[1], ports[2], nil
+	return &served{theServe}
 }
 
 // post sends body to path and returns the status and the answer.
 func (p *served) post(path string, body []byte) (int, []byte, error) {
-	req, err := http.NewRequest(http.MethodPost, fmt.Sprintf("https://127.0.0.1:%d%s?timeout=10s", p.port, path), bytes.NewReader(body))
+	req, err := http.NewRequest(http.MethodPost, p.URL(path)+"?timeout=10s", bytes.NewReader(body))
 	if err != nil {
 		return 0, nil, err
 	}
 	req.Header.Set("Content-Type", "application/json")
-	resp, err := p.client.Do(req)
+	resp, err := p.Client.Do(req)
 	if err != nil {
 		return 0, nil, err
 	}
@@ -195,17 +107,7 @@ func (p *served) post(path string, body []byte) (int, []byte, error) {
 
 // status reads a line of the serve process's /proc status, in bytes.
 func (p *served) status(field string) int64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
-	if err != nil {
-		return -1
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, field+":"); ok {
-			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-			return kb << 10
-		}
-	}
-	return -1
+	return envtestutil.ProcStatus(p.Cmd.Process.Pid, field)
 }
 
 // checkAnswer: a review (allowed or not) or an HTTP error, short, quoting nothing.
@@ -314,8 +216,8 @@ func TestEightHostileReviewsInFlightLeaveRoomForSandboxPods(t *testing.T) {
 	if peak > peakRSSBound {
 		t.Errorf("peak RSS %d MiB, over the stated bound of %d MiB", peak>>20, peakRSSBound>>20)
 	}
-	if p.exited.Load() {
-		t.Fatalf("serve exited:\n%s", p.out.String())
+	if p.Exited() {
+		t.Fatalf("serve exited:\n%s", p.Out.String())
 	}
 }
 
@@ -327,7 +229,7 @@ func TestLyingContentLengthsCostNothing(t *testing.T) {
 	before := p.status("VmRSS")
 	var conns []*tls.Conn
 	for range 20 {
-		c, err := tls.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", p.port), p.tlsConf)
+		c, err := tls.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", p.Port), p.TLS)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -349,7 +251,7 @@ func TestLyingContentLengthsCostNothing(t *testing.T) {
 // A body that trickles in is answered when the review's time is up, not held open.
 func TestATrickledBodyIsAnsweredWhenTheReviewsTimeEnds(t *testing.T) {
 	p := startServe(t)
-	c, err := tls.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", p.port), p.tlsConf)
+	c, err := tls.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", p.Port), p.TLS)
 	if err != nil {
 		t.Fatal(err)
 	}

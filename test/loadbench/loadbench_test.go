@@ -17,7 +17,6 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/exec"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -31,21 +30,40 @@ import (
 
 	"github.com/sandbox-webhook/sandbox-webhook/certs"
 	"github.com/sandbox-webhook/sandbox-webhook/policy"
+	"github.com/sandbox-webhook/sandbox-webhook/test/envtestutil"
 	"github.com/sandbox-webhook/sandbox-webhook/webhook"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"slices"
+	"sync"
+	"sync/atomic"
 )
 
-// serverEnv makes the test binary a server: "mutating" or "null".
-const serverEnv = "SANDBOX_WEBHOOK_LOADBENCH_SERVER"
+// nullEnv makes the test binary the null webhook.
+const nullEnv = "SANDBOX_WEBHOOK_LOADBENCH_NULL"
+
+var (
+	cp     *envtestutil.ControlPlane
+	binary string
+)
 
 func TestMain(m *testing.M) {
-	if kind := os.Getenv(serverEnv); kind != "" {
-		if err := serve(kind); err != nil {
+	if os.Getenv(nullEnv) != "" {
+		if err := serveNull(); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
 		}
 		os.Exit(0)
 	}
-	os.Exit(m.Run())
+	var cleanup func()
+	var err error
+	binary, cleanup, err = envtestutil.BuildBinary()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	code := envtestutil.Run(m, envtestutil.Options{}, &cp)
+	cleanup()
+	os.Exit(code)
 }
 
 // tenantReader answers as the manager's cache would for one tenant namespace with no
@@ -69,10 +87,9 @@ func (r *tenantReader) List(_ context.Context, list client.ObjectList, _ ...clie
 	return fmt.Errorf("unexpected List of %T", list)
 }
 
-// nullWebhook decodes the review and the pod with encoding/json and allows.
-type nullWebhook struct{}
-
-func (nullWebhook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+// nullPod decodes the review and the pod with encoding/json and allows: the least a
+// mutating webhook written the usual way does.
+func nullPod(w http.ResponseWriter, r *http.Request) {
 	var review admissionv1.AdmissionReview
 	if err := json.NewDecoder(r.Body).Decode(&review); err != nil || review.Request == nil {
 		http.Error(w, "bad review", http.StatusBadRequest)
@@ -83,27 +100,29 @@ func (nullWebhook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "bad pod", http.StatusBadRequest)
 		return
 	}
+	allow(w, &review)
+}
+
+// nullEnvelope decodes only the review, the object kept as raw JSON, and allows: the
+// least a validating webhook does before it looks at the object.
+func nullEnvelope(w http.ResponseWriter, r *http.Request) {
+	var review admissionv1.AdmissionReview
+	if err := json.NewDecoder(r.Body).Decode(&review); err != nil || review.Request == nil {
+		http.Error(w, "bad review", http.StatusBadRequest)
+		return
+	}
+	allow(w, &review)
+}
+
+func allow(w http.ResponseWriter, review *admissionv1.AdmissionReview) {
 	out := admissionv1.AdmissionReview{TypeMeta: review.TypeMeta, Response: &admissionv1.AdmissionResponse{UID: review.Request.UID, Allowed: true}}
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(&out)
 }
 
-// serve runs one server on a free loopback port, prints "port CA-file" and serves until
-// stdin closes.
-func serve(kind string) error {
-	cfg := policy.DefaultConfig()
-	if err := cfg.Validate(); err != nil {
-		return err
-	}
-	var h http.Handler = nullWebhook{}
-	if kind == "mutating" {
-		ns := corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "team-a", Labels: map[string]string{"sandbox-webhook.io/tenant": "true"}}}
-		inj, err := webhook.NewSandboxPodInjector(cfg, &tenantReader{ns: ns}, prometheus.NewRegistry())
-		if err != nil {
-			return err
-		}
-		h = inj
-	}
+// serveNull runs the null webhooks (/pod, /envelope) on a free loopback port over TLS,
+// prints "port CA-file" and serves until stdin closes.
+func serveNull() error {
 	bundle, err := certs.SelfSigned([]string{"127.0.0.1"}, time.Hour)
 	if err != nil {
 		return err
@@ -125,24 +144,26 @@ func serve(kind string) error {
 		return err
 	}
 	caFile.Close()
-	srv := &http.Server{Handler: h, TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, NextProtos: []string{"h2", "http/1.1"}}}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/pod", nullPod)
+	mux.HandleFunc("/envelope", nullEnvelope)
+	srv := &http.Server{Handler: mux, TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, NextProtos: []string{"h2", "http/1.1"}}}
 	go func() { _ = srv.ServeTLS(l, "", "") }()
 	fmt.Printf("%d %s\n", l.Addr().(*net.TCPAddr).Port, caFile.Name())
 	_, _ = io.Copy(io.Discard, os.Stdin)
 	return srv.Close()
 }
 
-// server is a running server process.
-type server struct {
-	cmd   *exec.Cmd
-	stdin io.WriteCloser
-	url   string
-	http  *http.Client
+// nullServer is the running null webhook process.
+type nullServer struct {
+	pid  int
+	base string
+	http *http.Client
 }
 
-func startServer(b *testing.B, kind string) *server {
+func startNull(b *testing.B) *nullServer {
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), serverEnv+"="+kind, "GOMAXPROCS=1")
+	cmd.Env = append(os.Environ(), nullEnv+"=1")
 	cmd.Stderr = os.Stderr
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
@@ -155,9 +176,10 @@ func startServer(b *testing.B, kind string) *server {
 	if err := cmd.Start(); err != nil {
 		b.Fatal(err)
 	}
+	b.Cleanup(func() { stdin.Close(); _ = cmd.Wait() })
 	line, err := bufio.NewReader(stdout).ReadString('\n')
 	if err != nil {
-		b.Fatalf("%s server: %v", kind, err)
+		b.Fatalf("null webhook: %v", err)
 	}
 	port, caFile, _ := strings.Cut(strings.TrimSpace(line), " ")
 	ca, err := os.ReadFile(caFile)
@@ -166,37 +188,8 @@ func startServer(b *testing.B, kind string) *server {
 	}
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(ca)
-	s := &server{cmd: cmd, stdin: stdin, url: "https://127.0.0.1:" + port + webhook.PathMutatePods + "?timeout=10s",
+	return &nullServer{pid: cmd.Process.Pid, base: "https://127.0.0.1:" + port,
 		http: &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, ForceAttemptHTTP2: true, MaxIdleConnsPerHost: 64}}}
-	b.Cleanup(func() { stdin.Close(); _ = cmd.Wait() })
-	return s
-}
-
-// cpu is the process's user and system time.
-func (s *server) cpu(b *testing.B) time.Duration {
-	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", s.cmd.Process.Pid))
-	if err != nil {
-		b.Fatal(err)
-	}
-	// Fields after the command name, which is in parentheses: utime and stime are the
-	// 12th and 13th of them, in clock ticks of 1/100 s.
-	fields := strings.Fields(string(raw[bytes.LastIndexByte(raw, ')')+2:]))
-	utime, _ := strconv.ParseInt(fields[11], 10, 64)
-	stime, _ := strconv.ParseInt(fields[12], 10, 64)
-	return time.Duration(utime+stime) * 10 * time.Millisecond
-}
-
-func (s *server) review(b *testing.B, body []byte) {
-	resp, err := s.http.Post(s.url, "application/json", bytes.NewReader(body))
-	if err != nil {
-		b.Error(err)
-		return
-	}
-	answer, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK || !bytes.Contains(answer, []byte(`"allowed":true`)) {
-		b.Errorf("%d %.200s", resp.StatusCode, answer)
-	}
 }
 
 // sandboxPodReview is an 8 KiB sandbox pod as the API server sends it.
@@ -228,34 +221,122 @@ func sandboxPodReview(b *testing.B) []byte {
 	return body
 }
 
-// BenchmarkMutatingCPUVersusNullWebhook sends the same 8 KiB sandbox pod to the
-// mutating webhook and to the null webhook, alternately, from 8 concurrent clients over
-// HTTP/2, and reports each server's CPU per request and their ratio.
-func BenchmarkMutatingCPUVersusNullWebhook(b *testing.B) {
-	body := sandboxPodReview(b)
-	mutating, null := startServer(b, "mutating"), startServer(b, "null")
-	for _, s := range []*server{mutating, null} { // connections and first-use costs
-		for range 16 {
-			s.review(b, body)
-		}
+// target is one endpoint under load and the process that answers it.
+type target struct {
+	name   string
+	url    string
+	pid    int
+	client *http.Client
+	body   []byte
+	// over is the target whose CPU per request this one is compared with.
+	over string
+	cpu  time.Duration
+	n    int
+	lat  []time.Duration
+}
+
+// round sends n requests from c concurrent clients and adds their latencies and the
+// process's CPU to t.
+func (t *target) round(b *testing.B, n, c int) {
+	before, err := envtestutil.ProcCPU(t.pid)
+	if err != nil {
+		b.Fatal(err)
 	}
-	m0, n0 := mutating.cpu(b), null.cpu(b)
-	b.SetParallelism(4)
-	b.ResetTimer()
-	b.RunParallel(func(pb *testing.PB) {
-		for i := 0; pb.Next(); i++ {
-			mutating.review(b, body)
-			null.review(b, body)
-		}
-	})
-	b.StopTimer()
-	m, n := mutating.cpu(b)-m0, null.cpu(b)-n0
-	perM := float64(m.Microseconds()) / float64(b.N)
-	perN := float64(n.Microseconds()) / float64(b.N)
-	b.ReportMetric(perM, "mutating-cpu-us/req")
-	b.ReportMetric(perN, "null-cpu-us/req")
-	if perN > 0 {
-		b.ReportMetric(perM/perN, "ratio")
+	lat := make([]time.Duration, n)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range c {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= n {
+					return
+				}
+				start := time.Now()
+				resp, err := t.client.Post(t.url, "application/json", bytes.NewReader(t.body))
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				answer, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				lat[i] = time.Since(start)
+				if resp.StatusCode != http.StatusOK || !bytes.Contains(answer, []byte(`"allowed":true`)) {
+					b.Errorf("%s: %d %.200s", t.name, resp.StatusCode, answer)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	after, err := envtestutil.ProcCPU(t.pid)
+	if err != nil {
+		b.Fatal(err)
+	}
+	t.cpu += after - before
+	t.n += n
+	t.lat = append(t.lat, lat...)
+}
+
+func percentile(lat []time.Duration, p float64) time.Duration {
+	s := slices.Clone(lat)
+	slices.Sort(s)
+	return s[min(len(s)-1, int(float64(len(s))*p))]
+}
+
+// BenchmarkLoad measures serve's two webhooks over HTTPS (HTTP/2, as the API server
+// calls them) beside the null webhooks, in interleaved rounds: each iteration is one
+// round of every target at each concurrency. It reports CPU per request (from /proc),
+// p50 and p99 latency, the ratios to the nulls, and serve's peak RSS.
+//
+//	make bench-load
+func BenchmarkLoad(b *testing.B) {
+	ctx := context.Background()
+	ns := envtestutil.NamespaceObject("team-a", map[string]string{"sandbox-webhook.io/tenant": "true"})
+	if err := cp.Client.Create(ctx, ns); err != nil && !apierrors.IsAlreadyExists(err) {
+		b.Fatal(err)
+	}
+	serve, err := envtestutil.StartServe(cp, binary)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(serve.Stop)
+	null := startNull(b)
+	body := sandboxPodReview(b)
+	for _, c := range []int{1, 8, 64} {
+		b.Run(fmt.Sprintf("concurrency=%d", c), func(b *testing.B) {
+			targets := []*target{
+				{name: "mutating", url: serve.URL(webhook.PathMutatePods) + "?timeout=5s", pid: serve.Cmd.Process.Pid, client: serve.Client, body: body, over: "null-pod"},
+				{name: "null-pod", url: null.base + "/pod", pid: null.pid, client: null.http, body: body},
+				{name: "validating", url: serve.URL(webhook.PathValidatePrivateKeys) + "?timeout=5s", pid: serve.Cmd.Process.Pid, client: serve.Client, body: body, over: "null-envelope"},
+				{name: "null-envelope", url: null.base + "/envelope", pid: null.pid, client: null.http, body: body},
+			}
+			n := max(400, 25*c)
+			for _, t := range targets { // connections and first-use costs
+				t.round(b, 2*c, c)
+				t.cpu, t.n, t.lat = 0, 0, nil
+			}
+			b.ResetTimer()
+			for b.Loop() {
+				for _, t := range targets {
+					t.round(b, n, c)
+				}
+			}
+			b.StopTimer()
+			perReq := map[string]float64{}
+			for _, t := range targets {
+				perReq[t.name] = float64(t.cpu.Microseconds()) / float64(t.n)
+				b.ReportMetric(perReq[t.name], t.name+"-cpu-us/req")
+				b.ReportMetric(float64(percentile(t.lat, 0.50).Microseconds()), t.name+"-p50-us")
+				b.ReportMetric(float64(percentile(t.lat, 0.99).Microseconds()), t.name+"-p99-us")
+			}
+			for _, t := range targets {
+				if t.over != "" && perReq[t.over] > 0 {
+					b.ReportMetric(perReq[t.name]/perReq[t.over], t.name+"/"+t.over)
+				}
+			}
+			b.ReportMetric(float64(envtestutil.ProcStatus(serve.Cmd.Process.Pid, "VmHWM")>>20), "serve-peak-rss-MiB")
+		})
 	}
 }
 
