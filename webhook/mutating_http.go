@@ -389,6 +389,8 @@ func (d *jsonDecoder) containers(dst *[]policy.InjectionContainer, cfg *policy.C
 				return d.env(&c.Env)
 			case "volumeMounts":
 				return d.volumeMounts(&c.VolumeMounts, cfg)
+			case "envFrom":
+				return d.envFrom(&c.EnvFrom)
 			}
 			return d.skip()
 		})
@@ -442,6 +444,44 @@ func (d *jsonDecoder) env(dst *[]policy.InjectionEnvVar) error {
 		return err
 	})
 	*dst = d.envs[start:len(d.envs):len(d.envs)]
+	return err
+}
+
+// envFrom reads a container's envFrom sources: prefix and the ConfigMap or Secret name.
+func (d *jsonDecoder) envFrom(dst *[]policy.InjectionEnvFromSource) error {
+	if d.null() {
+		*dst = nil
+		return nil
+	}
+	var out []policy.InjectionEnvFromSource
+	err := d.array(func() error {
+		var src policy.InjectionEnvFromSource
+		refName := func(name *string) error {
+			if d.null() {
+				return nil
+			}
+			return d.object(func(key string) error {
+				if key == "name" {
+					return d.stringInto(name)
+				}
+				return d.skip()
+			})
+		}
+		err := d.object(func(key string) error {
+			switch key {
+			case "prefix":
+				return d.stringInto(&src.Prefix)
+			case "configMapRef":
+				return refName(&src.ConfigMapName)
+			case "secretRef":
+				return refName(&src.SecretName)
+			}
+			return d.skip()
+		})
+		out = append(out, src)
+		return err
+	})
+	*dst = out
 	return err
 }
 
