@@ -185,17 +185,13 @@ func (d *doctor) credential(ctx context.Context, ns string) policy.InferenceCred
 	}
 	cred := policy.ClassifyInferenceCredentials(list.Items, cfg)
 	flag := fmt.Sprintf("sandboxes get %s=%t", cfg.Inference.Env, cred.Usable())
-	source := ""
-	if cred.Secret != "" {
-		source = fmt.Sprintf(" (Secret %s, type %s)", cred.Secret, cred.Provider)
-	}
 	switch cred.State {
 	case policy.CredentialUsable:
-		d.add(Passed, "inference credential", "", "%s%s: %s; %s", cred.State, source, cred.Detail, flag)
+		d.add(Passed, "inference credential", "", "%s: %s; %s", cred.State, cred.Detail, flag)
 	case policy.CredentialNone:
 		d.add(Passed, "inference credential", "", "%s: no Secret labelled %s; %s (inference through the gateway is off)", cred.State, cfg.Inference.ProviderLabel, flag)
 	default:
-		d.add(Warned, "inference credential", credentialFix(cred, cfg), "%s%s: %s; %s", cred.State, source, cred.Detail, flag)
+		d.add(Warned, "inference credential", credentialFix(cred, cfg), "%s: %s; %s", cred.State, cred.Detail, flag)
 	}
 	return cred
 }

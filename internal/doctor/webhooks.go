@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"path"
 	"reflect"
 	"strconv"
 	"strings"
@@ -117,6 +118,9 @@ func (d *doctor) webhookConfigurations(ctx context.Context) target {
 			cc := live[0].clientConfig
 			if cc.URL != nil {
 				t.url = *cc.URL
+				if u, err := url.Parse(*cc.URL); err == nil {
+					t.url = u.Scheme + "://" + u.Host
+				}
 			} else {
 				t.service = cc.Service
 			}
@@ -186,12 +190,13 @@ func plural(n int) string {
 
 // clientPath is the HTTP path a client config calls.
 func clientPath(cc admissionv1.WebhookClientConfig) string {
+	// Compared cleaned: envtest and some installers write "https://host:port//path".
 	if cc.Service != nil && cc.Service.Path != nil {
-		return *cc.Service.Path
+		return path.Clean(*cc.Service.Path)
 	}
 	if cc.URL != nil {
-		if u, err := url.Parse(*cc.URL); err == nil {
-			return u.Path
+		if u, err := url.Parse(*cc.URL); err == nil && u.Path != "" {
+			return path.Clean(u.Path)
 		}
 	}
 	return ""
