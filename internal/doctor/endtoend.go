@@ -136,16 +136,17 @@ func (d *doctor) keyProbe(ctx context.Context, ns string) {
 	}
 }
 
-// denialReason is the webhook's message in an admission denial, without the API
-// server's preamble.
+// denialReason is the first sentence of the webhook's message in an admission denial,
+// without the API server's preamble.
 func denialReason(err error) string {
 	msg := err.Error()
 	if i := strings.Index(msg, "denied the request: "); i >= 0 {
 		msg = msg[i+len("denied the request: "):]
 	}
-	const limit = 240
-	if len(msg) > limit {
-		msg = msg[:limit] + "..."
+	// The first sentence names the field, the key kind and its fingerprint; the rest is
+	// advice the operator has read before.
+	if i := strings.Index(msg, ". "); i >= 0 {
+		msg = msg[:i+1]
 	}
 	return msg
 }
