@@ -2,6 +2,8 @@ package doctor
 
 import (
 	"context"
+	"crypto/tls"
+	"net"
 	"strconv"
 	"testing"
 	"time"
@@ -141,4 +143,58 @@ func selfSignedCA(t *testing.T) []byte {
 		t.Fatal(err)
 	}
 	return b.CAPEM
+}
+
+// serveTLS serves bundle's certificate on a loopback port until the test ends.
+func serveTLS(t *testing.T, b *certs.Bundle) int {
+	t.Helper()
+	pair, err := tls.X509KeyPair(b.CertPEM, b.KeyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			conn, err := l.Accept()
+			if err != nil {
+				return
+			}
+			_ = conn.(*tls.Conn).Handshake()
+			conn.Close()
+		}
+	}()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+func TestCABundleVerifiesTheCertificateServedBehindTheService(t *testing.T) {
+	serving, err := certs.SelfSigned([]string{"sandbox-webhook.sandbox-webhook-system.svc"}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := serveTLS(t, serving)
+	webhook := []liveWebhook{{name: "sandbox-pods.inject.sandbox-webhook.io", clientConfig: admissionv1.WebhookClientConfig{Service: serviceRef(), CABundle: serving.CAPEM}}}
+
+	d := fakeDoctor(webhookService(), endpointSlice(int32(port), true))
+	d.section = sectionConfigurations
+	d.caBundle(context.Background(), "MutatingWebhookConfiguration sandbox-webhook", webhook, map[string]servedCert{})
+	expect(t, find(t, d.finish(), sectionConfigurations, "caBundle of MutatingWebhookConfiguration sandbox-webhook"), Passed,
+		"verifies the certificate served at 127.0.0.1:"+strconv.Itoa(port)+" (sandbox-webhook.sandbox-webhook-system.svc, SHA256:")
+
+	// The same through --webhook-address, as through a port-forward, with no endpoints known.
+	d = fakeDoctor()
+	d.opts.WebhookAddress = "127.0.0.1:" + strconv.Itoa(port)
+	d.section = sectionConfigurations
+	d.caBundle(context.Background(), "MutatingWebhookConfiguration sandbox-webhook", webhook, map[string]servedCert{})
+	expect(t, find(t, d.finish(), sectionConfigurations, "caBundle of MutatingWebhookConfiguration sandbox-webhook"), Passed, "verifies")
+
+	// A caBundle of another CA does not verify it.
+	webhook[0].clientConfig.CABundle = selfSignedCA(t)
+	d = fakeDoctor(webhookService(), endpointSlice(int32(port), true))
+	d.section = sectionConfigurations
+	d.caBundle(context.Background(), "MutatingWebhookConfiguration sandbox-webhook", webhook, map[string]servedCert{})
+	expect(t, find(t, d.finish(), sectionConfigurations, "caBundle of MutatingWebhookConfiguration sandbox-webhook"), Failed, "does not verify with caBundle")
 }
