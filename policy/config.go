@@ -8,6 +8,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/validation"
@@ -27,6 +28,9 @@ const (
 	// AnnotationInjected records on a sandbox pod what the mutating webhook did.
 	AnnotationInjected = "sandbox-webhook.io/injected"
 )
+
+// minMemoryLimit is the least server.memoryLimit: below it no Go process serves.
+var minMemoryLimit = resource.MustParse("16Mi")
 
 // Config is everything sandbox-webhook enforces and how it serves. It is loaded and
 // validated once at start and passed down explicitly; every field has a default.
@@ -78,6 +82,22 @@ type ServerConfig struct {
 	// GracefulShutdownTimeout bounds how long the requests in flight may take to finish
 	// once the listener is closed.
 	GracefulShutdownTimeout metav1.Duration `json:"gracefulShutdownTimeout"`
+	// MaxReviewsInFlight bounds the admission reviews decided at once, so that a burst
+	// of large or hostile requests queues instead of taking every core and the memory
+	// with it. 0 means twice GOMAXPROCS (which follows the container's CPU limit).
+	MaxReviewsInFlight int `json:"maxReviewsInFlight"`
+	// ReviewQueueTimeout is how long a review waits for a turn before it is refused
+	// with 429 Too Many Requests (never past the API server's own timeout).
+	ReviewQueueTimeout metav1.Duration `json:"reviewQueueTimeout"`
+	// MemoryLimit is the container's memory limit. serve gives the Go runtime
+	// MemoryLimitRatio of it as its memory limit, so the garbage collector works harder
+	// before the OOM killer acts. Unset: no limit from the config. The GOMEMLIMIT
+	// environment variable, when set, takes precedence.
+	MemoryLimit *resource.Quantity `json:"memoryLimit,omitempty"`
+	// MemoryLimitRatio is the share of MemoryLimit that the Go runtime may use; the rest
+	// is for memory the runtime does not count (the binary, thread stacks outside the
+	// heap, what the kernel charges to the container).
+	MemoryLimitRatio float64 `json:"memoryLimitRatio"`
 }
 
 // SandboxConfig says which pods are sandbox pods and which of their containers get the
@@ -229,6 +249,10 @@ func (c *Config) Default() {
 		s.ShutdownDelay = &metav1.Duration{Duration: 5 * time.Second}
 	}
 	setDur(&s.GracefulShutdownTimeout, 30*time.Second)
+	setDur(&s.ReviewQueueTimeout, 2*time.Second)
+	if s.MemoryLimitRatio == 0 {
+		s.MemoryLimitRatio = 0.9
+	}
 
 	setStr(&c.Sandboxes.SandboxLabel, "agents.x-k8s.io/sandbox-name-hash")
 	setStr(&c.Sandboxes.InjectLabel, "sandbox-webhook.io/inject")
@@ -352,6 +376,18 @@ func (c *Config) Validate() error {
 	}
 	if d := s.GracefulShutdownTimeout.Duration; d <= 0 || d > 10*time.Minute {
 		errs = append(errs, field.Invalid(at("server", "gracefulShutdownTimeout"), d.String(), "must be a positive duration of at most 10m"))
+	}
+	if n := s.MaxReviewsInFlight; n < 0 || n > 10000 {
+		errs = append(errs, field.Invalid(at("server", "maxReviewsInFlight"), n, "must be between 0 (twice GOMAXPROCS) and 10000"))
+	}
+	if d := s.ReviewQueueTimeout.Duration; d <= 0 || d > 30*time.Second {
+		errs = append(errs, field.Invalid(at("server", "reviewQueueTimeout"), d.String(), "must be a positive duration of at most 30s"))
+	}
+	if q := s.MemoryLimit; q != nil && q.Cmp(minMemoryLimit) < 0 {
+		errs = append(errs, field.Invalid(at("server", "memoryLimit"), q.String(), "must be at least "+minMemoryLimit.String()))
+	}
+	if r := s.MemoryLimitRatio; !(r > 0 && r <= 1) {
+		errs = append(errs, field.Invalid(at("server", "memoryLimitRatio"), r, "must be more than 0 and at most 1"))
 	}
 
 	labelKey(at("sandboxes", "sandboxLabel"), c.Sandboxes.SandboxLabel)

@@ -23,6 +23,8 @@ func TestParseConfigEmptyGivesDesignDefaults(t *testing.T) {
 		"tenancy.bindingName":      {c.Tenancy.BindingName, "openshell-gateway-node-reader"},
 		"leader election":          {c.LeaderElectionEnabled(), true},
 		"gateway.forbiddenEnvFrom": {c.Gateway.ForbiddenEnvFrom, EnvFromWarn},
+		"server.memoryLimit":       {c.Server.MemoryLimit == nil, true},
+		"server.memoryLimitRatio":  {c.Server.MemoryLimitRatio, 0.9},
 	}
 	for name, got := range checks {
 		if got[0] != got[1] {
@@ -115,6 +117,15 @@ func TestParseConfigRejects(t *testing.T) {
 		{"shutdown delay too long", head + "server:\n  shutdownDelay: 6m\n", []string{"server.shutdownDelay", "between 0s and 5m"}},
 		{"graceful shutdown timeout negative", head + "server:\n  gracefulShutdownTimeout: -1s\n", []string{"server.gracefulShutdownTimeout", "at most 10m"}},
 		{"graceful shutdown timeout too long", head + "server:\n  gracefulShutdownTimeout: 11m\n", []string{"server.gracefulShutdownTimeout", "at most 10m"}},
+		{"reviews in flight negative", head + "server:\n  maxReviewsInFlight: -1\n", []string{"server.maxReviewsInFlight", "between 0"}},
+		{"reviews in flight too many", head + "server:\n  maxReviewsInFlight: 10001\n", []string{"server.maxReviewsInFlight", "10000"}},
+		{"review queue timeout negative", head + "server:\n  reviewQueueTimeout: -1s\n", []string{"server.reviewQueueTimeout", "at most 30s"}},
+		{"review queue timeout too long", head + "server:\n  reviewQueueTimeout: 31s\n", []string{"server.reviewQueueTimeout", "at most 30s"}},
+		{"memory limit too small", head + "server:\n  memoryLimit: 1Mi\n", []string{"server.memoryLimit", "at least 16Mi"}},
+		{"memory limit negative", head + "server:\n  memoryLimit: -256Mi\n", []string{"server.memoryLimit", "at least 16Mi"}},
+		{"memory limit not a quantity", head + "server:\n  memoryLimit: lots\n", []string{"quantities must match"}},
+		{"memory limit ratio above 1", head + "server:\n  memoryLimitRatio: 1.5\n", []string{"server.memoryLimitRatio", "more than 0 and at most 1"}},
+		{"memory limit ratio negative", head + "server:\n  memoryLimitRatio: -0.1\n", []string{"server.memoryLimitRatio", "more than 0 and at most 1"}},
 		{"retry period not below renew deadline", head + "server:\n  retryPeriod: 10s\n", []string{"server.retryPeriod", "shorter than server.renewDeadline"}},
 		{"inject label invalid", head + "sandboxes:\n  injectLabel: '/x'\n", []string{"sandboxes.injectLabel"}},
 		{"empty selector selects everything", head + "tenants:\n  namespaceSelector: ' '\n", []string{"tenants.namespaceSelector", "must select something"}},
@@ -219,6 +230,22 @@ func TestForbiddenEnvFromSourceMatchesByPrefix(t *testing.T) {
 		got := ForbiddenEnvFromSource(InjectionEnvFromSource{Prefix: tc.prefix, ConfigMapName: "c"}, cfg)
 		if strings.Join(got, ",") != strings.Join(tc.want, ",") {
 			t.Errorf("prefix %q: got %v, want %v", tc.prefix, got, tc.want)
+		}
+	}
+}
+
+func TestMemoryLimitAcceptsBytesAndQuantities(t *testing.T) {
+	const head = "apiVersion: sandbox-webhook.io/v1alpha1\nkind: Config\n"
+	for _, v := range []string{"268435456", "256Mi", "'268435456'"} {
+		cfg, err := ParseConfig([]byte(head + "server:\n  memoryLimit: " + v + "\n  memoryLimitRatio: 0.5\n"))
+		if err != nil {
+			t.Fatalf("memoryLimit %s: %v", v, err)
+		}
+		if got := cfg.Server.MemoryLimit.Value(); got != 256<<20 {
+			t.Errorf("memoryLimit %s = %d bytes, want %d", v, got, 256<<20)
+		}
+		if cfg.Server.MemoryLimitRatio != 0.5 {
+			t.Errorf("memoryLimitRatio = %v, want 0.5", cfg.Server.MemoryLimitRatio)
 		}
 	}
 }

@@ -39,6 +39,7 @@ type SandboxPodInjector struct {
 	credentialLabels client.MatchingLabelsSelector
 	// memory keeps the buffers of finished requests of ServeHTTP.
 	memory reviewMemoryPool
+	gate   *reviewGate
 }
 
 // NewSandboxPodInjector returns the handler. reader must answer from a cache.
@@ -47,8 +48,12 @@ func NewSandboxPodInjector(cfg *policy.Config, reader client.Reader, reg prometh
 	if err != nil {
 		return nil, err
 	}
+	gate, err := newReviewGate(cfg.Server, reg, "mutate-pods")
+	if err != nil {
+		return nil, err
+	}
 	return &SandboxPodInjector{
-		cfg: cfg, reader: reader, metrics: m,
+		cfg: cfg, reader: reader, metrics: m, gate: gate,
 		credentialLabels: client.MatchingLabelsSelector{Selector: credentialLookupSelector(cfg)},
 	}, nil
 }
@@ -115,7 +120,7 @@ func (h *SandboxPodInjector) Handle(ctx context.Context, req admission.Request) 
 	if req.Operation != admissionv1.Create || req.Kind.Kind != "Pod" || req.SubResource != "" {
 		return h.done("ignored", admission.Allowed(""))
 	}
-	pod, err := decodeInjectionPod(string(req.Object.Raw), h.cfg)
+	pod, err := decodeInjectionPod(req.Object.Raw, h.cfg)
 	if err != nil {
 		return h.done("error", admission.Errored(http.StatusBadRequest, fmt.Errorf("decoding the pod: %w", err)))
 	}

@@ -108,14 +108,14 @@ func BenchmarkMutatingHandler4000Env(b *testing.B)        { benchmarkHandler(b, 
 // benchmarkDecode measures reading the review and the pod alone.
 func benchmarkDecode(b *testing.B, pod *corev1.Pod) {
 	cfg := policy.DefaultConfig()
-	body := string(admissionReviewBody(b, pod))
+	body := admissionReviewBody(b, pod)
 	b.SetBytes(int64(len(body)))
 	for b.Loop() {
-		req, err := decodePodReview(body, cfg)
+		_, pod, err := decodePodReview(body, cfg)
 		if err != nil {
 			b.Fatal(err)
 		}
-		if req.Pod == nil {
+		if pod == nil {
 			b.Fatal("the pod was not read")
 		}
 	}

@@ -11,8 +11,11 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
+	"strings"
 	"testing"
 
+	"github.com/go-json-experiment/json/jsontext"
 	"gomodules.xyz/jsonpatch/v2"
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -28,11 +31,23 @@ import (
 // comparablePod keeps of p what policy.Inject reads, with empty and nil alike.
 func comparablePod(p *policy.InjectionPod, cfg *policy.Config) *policy.InjectionPod {
 	out := *p
-	if len(out.Labels) == 0 {
-		out.Labels = nil
+	// Of the labels, policy reads the selecting ones; of the annotations, its own and
+	// whether there are others.
+	out.Labels = nil
+	for _, k := range []string{cfg.Sandboxes.SandboxLabel, cfg.Sandboxes.InjectLabel} {
+		if v, ok := p.Labels[k]; ok {
+			if out.Labels == nil {
+				out.Labels = map[string]string{}
+			}
+			out.Labels[k] = v
+		}
 	}
-	if len(out.Annotations) == 0 {
-		out.Annotations = nil
+	out.Annotations = nil
+	if len(p.Annotations) > 0 {
+		out.Annotations = map[string]string{"(others)": ""}
+		if v, ok := p.Annotations[policy.AnnotationInjected]; ok {
+			out.Annotations[policy.AnnotationInjected] = v
+		}
 	}
 	out.Volumes = nil
 	for _, v := range p.Volumes {
@@ -46,8 +61,14 @@ func comparablePod(p *policy.InjectionPod, cfg *policy.Config) *policy.Injection
 		for _, c := range cs {
 			cc := c
 			cc.Env = nil
-			if len(c.Env) > 0 {
-				cc.Env = c.Env
+			// Of env vars, policy reads where they are, and the names and values of
+			// those it manages or forbids.
+			for _, e := range c.Env {
+				managed := e.Name == cfg.Token.PathEnv || e.Name == cfg.Gateway.EndpointEnv || e.Name == cfg.Inference.Env || slices.Contains(cfg.Gateway.ForbiddenEnv, e.Name)
+				if !managed {
+					e = policy.InjectionEnvVar{ValueFrom: e.ValueFrom}
+				}
+				cc.Env = append(cc.Env, e)
 			}
 			cc.VolumeMounts = nil
 			for _, m := range c.VolumeMounts {
@@ -72,7 +93,7 @@ func checkDecodesAsPod(t *testing.T, raw []byte, cfg *policy.Config) {
 	if err := sigsjson.UnmarshalCaseSensitivePreserveInts(raw, &pod); err != nil {
 		t.Fatalf("test pod does not decode: %v", err)
 	}
-	got, err := decodeInjectionPod(string(raw), cfg)
+	got, err := decodeInjectionPod(raw, cfg)
 	if err != nil {
 		t.Fatalf("decodeInjectionPod: %v\n%s", err, raw)
 	}
@@ -147,7 +168,7 @@ func TestDecodeInjectionPodMatchesFieldNamesExactly(t *testing.T) {
 	{"name":"agent","Env":[{"name":"HIDDEN"}],"env":[{"Name":"N","name":"E","Value":"v","value":"w","ValueFrom":{}},{"name":"F","valuefrom":{}}],
 	"VolumeMounts":[{"name":"x","mountPath":"/x"}],"imagePullpolicy":"Never"}],"Volumes":[{"name":"v"}]}}`
 	checkDecodesAsPod(t, []byte(raw), cfg)
-	pod, err := decodeInjectionPod(raw, cfg)
+	pod, err := decodeInjectionPod([]byte(raw), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -159,10 +180,26 @@ func TestDecodeInjectionPodMatchesFieldNamesExactly(t *testing.T) {
 func TestDecodeInjectionPodReadsStringsAsEncodingJSON(t *testing.T) {
 	cfg := policy.DefaultConfig()
 	for _, s := range []string{
-		`plain`, `\u00e9\n\t\"\\\/\b\f\r`, `\ud83d\ude00`, `\ud83d`, `\ud83dx`, `\udc00\ud83d`, "\xff\xfe bad utf-8 \xc3", `\u2028`, "é",
+		`plain`, `\u00e9\n\t\"\\\/\b\f\r`, `\ud83d\ude00`, `\u2028`, "é", `\ufffd`,
 	} {
 		raw := `{"metadata":{"labels":{"` + s + `":"` + s + `"}},"spec":{"containers":[{"name":"` + s + `"}]}}`
 		checkDecodesAsPod(t, []byte(raw), cfg)
+	}
+}
+
+// The API server writes valid UTF-8 (encoding/json replaces what is not), so a string
+// that is not is refused rather than guessed at, and the error does not quote it.
+func TestDecodeInjectionPodRefusesInvalidUTF8WithoutQuotingIt(t *testing.T) {
+	cfg := policy.DefaultConfig()
+	for _, s := range []string{`\ud83d`, `\ud83dx`, `\udc00\ud83d`, "\xff\xfe bad utf-8 \xc3", "SECRETSECRET\xc3"} {
+		raw := `{"metadata":{"labels":{"a":"` + s + `"}},"spec":{"containers":[{"name":"b"}]}}`
+		_, err := decodeInjectionPod([]byte(raw), cfg)
+		if err == nil {
+			t.Fatalf("%q: no error", s)
+		}
+		if strings.Contains(err.Error(), "SECRET") || strings.Contains(err.Error(), "bad utf") || !strings.Contains(err.Error(), "offset") {
+			t.Errorf("%q: error %q", s, err)
+		}
 	}
 }
 
@@ -174,7 +211,7 @@ func TestDecodeInjectionPodReadsEveryFormOfEnvVar(t *testing.T) {
 		`{"name":"A","value":"1"}`, `{"name":"A"}`, `{"name":""}`, `{"name":"A","value":""}`,
 		`{"name":"A","value":"1","valueFrom":{"fieldRef":{"fieldPath":"metadata.name"}}}`,
 		`{"name":"A","valueFrom":null}`, `{"value":"1","name":"A"}`, ` { "name" : "A" , "value" : "1" } `,
-		`{"name":"A","value":"1","name":"B"}`, `{"name":"\u0041","value":"\n"}`, `{"name":"é","value":"ü"}`, "{\"name\":\"A\",\"value\":\"\xff\"}",
+		`{"name":"\u0041","value":"\n"}`, `{"name":"é","value":"ü"}`,
 		`{"name":"A","Value":"1"}`, `{"name":"A","value":"1","other":[1,{"a":null}]}`, `null`, `{}`,
 	} {
 		raw := `{"spec":{"containers":[{"name":"a","env":[{"name":"B","value":"2"},` + env + `,{"name":"C"}]}]}}`
@@ -189,8 +226,12 @@ func TestDecodeInjectionPodRejectsInvalidJSON(t *testing.T) {
 		`{"metadata":{"labels":{"a":1}}}`, `{"x":01}`, `{"x":-}`, `{"x":1.}`, `{"x":1e}`, `{"x":tru}`,
 		`{"x":"a` + "\n" + `"}`, `{"x":"\x"}`, `{"x":"\u12"}`, `{} {}`, `{"a" 1}`, `{"a":1,}`, `{"a":[1,]}`,
 		`{"spec":{"containers":[{"env":[{"valueFrom":"x"}]}]}}`,
+		`{"spec":{"containers":[{"env":[{"name":"A","value":"1","name":"B"}]}]}}`, `{"spec":{},"spec":{}}`,
+		"{\"spec\":{\"containers\":[{\"env\":[{\"name\":\"A\",\"value\":\"\xff\"}]}]}}",
+		strings.Repeat("[", 10001) + strings.Repeat("]", 10001),
+		`{"x":` + strings.Repeat(`{"a":`, 10001) + `1` + strings.Repeat("}", 10002),
 	} {
-		if _, err := decodeInjectionPod(raw, cfg); err == nil {
+		if _, err := decodeInjectionPod([]byte(raw), cfg); err == nil {
 			t.Errorf("%s: no error", raw)
 		}
 	}
@@ -206,12 +247,13 @@ func FuzzDecodeInjectionPod(f *testing.F) {
 	f.Add([]byte(`{"spec":{"containers":[{"name":"a","env":[{"name":"\u00e9","valueFrom":null}]}]}}`))
 	cfg := policy.DefaultConfig()
 	f.Fuzz(func(t *testing.T, raw []byte) {
-		_, err := decodeInjectionPod(string(raw), cfg)
+		_, err := decodeInjectionPod(raw, cfg)
 		var pod corev1.Pod
 		if sigsjson.UnmarshalCaseSensitivePreserveInts(raw, &pod) != nil {
 			return
 		}
-		if err != nil {
+		// Duplicate names and invalid UTF-8 are refused; the API server sends neither.
+		if err != nil && jsontext.Value(raw).IsValid() {
 			t.Fatalf("a pod that decodes as a Pod: %v", err)
 		}
 		canonical, err := json.Marshal(&pod)
@@ -222,50 +264,72 @@ func FuzzDecodeInjectionPod(f *testing.F) {
 	})
 }
 
-func TestDecodePodReviewReadsTheRequestAndThePod(t *testing.T) {
+// decodePodReview reads a review and, for a pod CREATE, its pod, as ServeHTTP does.
+func decodePodReview(body []byte, cfg *policy.Config) (*reviewRequest, *policy.InjectionPod, error) {
+	var r jsonReader
+	req := &reviewRequest{}
+	if err := r.readAdmissionReview(body, req, nil); err != nil {
+		return nil, nil, err
+	}
+	if req.Operation != admissionv1.Create || req.Kind.Kind != "Pod" || len(req.Object) == 0 {
+		return req, nil, nil
+	}
+	pod, err := decodeInjectionPod(req.Object, cfg)
+	return req, pod, err
+}
+
+func TestReadAdmissionReviewReadsTheRequestAndItsObjects(t *testing.T) {
 	cfg := policy.DefaultConfig()
 	pod := benchPod(0, 2)
 	body := admissionReviewBody(t, pod)
-	req, err := decodePodReview(string(body), cfg)
+	req, gotPod, err := decodePodReview(body, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	podJSON, _ := json.Marshal(pod)
-	wantPod, err := decodeInjectionPod(string(podJSON), cfg)
+	wantPod, err := decodeInjectionPod(podJSON, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if req.Pod == nil || !reflect.DeepEqual(*req.Pod, *wantPod) || req.PodErr != nil {
-		t.Fatalf("pod %+v, error %v", req.Pod, req.PodErr)
+	if gotPod == nil || !reflect.DeepEqual(*gotPod, *wantPod) {
+		t.Fatalf("pod %+v", gotPod)
 	}
-	req.Pod = nil
-	want := podAdmissionRequest{UID: "7c6f1a2e-bench", Kind: "Pod", Namespace: pod.Namespace, Operation: admissionv1.Create, Object: string(podJSON)}
-	if *req != want {
+	if string(req.Object) != string(podJSON) {
+		t.Fatalf("object %s\nwant %s", req.Object, podJSON)
+	}
+	req.Object = nil
+	want := reviewRequest{UID: "7c6f1a2e-bench", Kind: metav1.GroupVersionKind{Version: "v1", Kind: "Pod"},
+		Resource: metav1.GroupVersionResource{Version: "v1", Resource: "pods"}, Namespace: pod.Namespace, Operation: admissionv1.Create}
+	if !reflect.DeepEqual(*req, want) {
 		t.Fatalf("got %+v\nwant %+v", *req, want)
 	}
 
 	const head = `{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":`
 	for _, c := range []struct {
-		request string
-		read    bool
+		request       string
+		object, old   string
+		subresource   string
+		kind, operate string
 	}{
-		{`{"object":{"spec":{"containers":[{"name":"a"}]}},"operation":"CREATE"}`, true},
-		{`{"operation":"CREATE","kind":{"kind":"Pod"},"object":{"spec":{"containers":[{"name":"a"}]}}}`, true},
-		{`{"operation":"UPDATE","object":{"spec":{"containers":[{"name":"a"}]}}}`, false},
-		{`{"kind":{"kind":"Secret"},"object":{"spec":{"containers":[{"name":"a"}]}}}`, false},
+		{request: `{"object":{"spec":{"containers":[{"name":"a"}]}},"operation":"CREATE"}`, object: `{"spec":{"containers":[{"name":"a"}]}}`, operate: "CREATE"},
+		{request: `{"operation":"UPDATE","kind":{"kind":"Pod"},"subResource":"status","object": {"a":[1, 2]} ,"oldObject":{"b":null}}`,
+			object: `{"a":[1, 2]}`, old: `{"b":null}`, subresource: "status", kind: "Pod", operate: "UPDATE"},
+		{request: `{"kind":{"kind":"Secret"},"object":null,"oldObject":"x"}`, old: `"x"`, kind: "Secret"},
+		{request: `{"object":{"spec":{"containers":7}}}`, object: `{"spec":{"containers":7}}`},
 	} {
-		req, err := decodePodReview(head+c.request+"}", cfg)
-		if err != nil {
+		var r jsonReader
+		var req reviewRequest
+		if err := r.readAdmissionReview([]byte(head+c.request+"}"), &req, nil); err != nil {
 			t.Fatalf("%s: %v", c.request, err)
 		}
-		if got := req.Pod != nil; got != c.read || req.Object != `{"spec":{"containers":[{"name":"a"}]}}` {
-			t.Errorf("%s: pod read %v, want %v; object %s", c.request, got, c.read, req.Object)
+		if string(req.Object) != c.object || string(req.OldObject) != c.old || req.SubResource != c.subresource ||
+			req.Kind.Kind != c.kind || string(req.Operation) != c.operate {
+			t.Errorf("%s: read %+v", c.request, req)
 		}
 	}
-	// An object that is not a pod fails only a pod CREATE.
-	req, err = decodePodReview(head+`{"object":{"spec":{"containers":7}}}}`, cfg)
-	if err != nil || req.PodErr == nil || req.Object != `{"spec":{"containers":7}}` {
-		t.Fatalf("error %v, pod error %v, object %s", err, req.PodErr, req.Object)
+	// An object that is not a pod fails only the pod's decoding.
+	if _, _, err := decodePodReview([]byte(head+`{"operation":"CREATE","kind":{"kind":"Pod"},"object":{"spec":{"containers":7}}}}`), cfg); err == nil {
+		t.Fatal("a pod whose containers are a number decoded")
 	}
 
 	for _, bad := range []string{
@@ -273,11 +337,19 @@ func TestDecodePodReviewReadsTheRequestAndThePod(t *testing.T) {
 		`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":null}`,
 		`{"apiVersion":"admission.k8s.io/v1beta1","kind":"AdmissionReview","request":{}}`,
 		`{"apiVersion":"admission.k8s.io/v1","Kind":"AdmissionReview","request":{}}`,
+		`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","kind":"AdmissionReview","request":{}}`,
 		head + `{"object":{]}}`,
 		head + `{"operation":"UPDATE","object":{"a":tru}}}`,
+		head + `{"object":{"a":1,"a":2}}}`,
+		head + `{"uid":"1","uid":"2"}}`,
+		head + `{"object":{"a":"\ud800"}}}`,
+		head + "{\"object\":{\"a\":\"\xff\"}}}",
+		head + `{"object":` + strings.Repeat("[", 10001) + strings.Repeat("]", 10001) + `}}`,
+		head + `{}} {}`,
 	} {
-		if _, err := decodePodReview(bad, cfg); err == nil {
-			t.Errorf("%s: no error", bad)
+		var r jsonReader
+		if err := r.readAdmissionReview([]byte(bad), &reviewRequest{}, nil); err == nil {
+			t.Errorf("%.200s: no error", bad)
 		}
 	}
 }

@@ -26,11 +26,7 @@ func installKeyValidation(mgr manager.Manager, cfg *policy.Config) error {
 	if err != nil {
 		return err
 	}
-	recoverPanic := true
-	mgr.GetWebhookServer().Register(PathValidatePrivateKeys, &admission.Webhook{
-		Handler:      v,
-		RecoverPanic: &recoverPanic,
-	})
+	mgr.GetWebhookServer().Register(PathValidatePrivateKeys, v)
 	return nil
 }
 
@@ -40,7 +36,11 @@ func NewKeyValidator(cfg *policy.Config, reg prometheus.Registerer) (*KeyValidat
 	if err != nil {
 		return nil, err
 	}
-	return &KeyValidator{Config: cfg, rejections: rejections}, nil
+	gate, err := newReviewGate(cfg.Server, reg, "validate-private-keys")
+	if err != nil {
+		return nil, err
+	}
+	return &KeyValidator{Config: cfg, rejections: rejections, gate: gate}, nil
 }
 
 // KeyValidator denies objects whose spec embeds a raw private key: Pods (including the
@@ -49,23 +49,66 @@ func NewKeyValidator(cfg *policy.Config, reg prometheus.Registerer) (*KeyValidat
 type KeyValidator struct {
 	Config     *policy.Config
 	rejections *prometheus.CounterVec
+	gate       *reviewGate
+	memory     reviewMemoryPool
+}
+
+// ServeHTTP answers AdmissionReview v1 requests. The review is read with the same
+// bounded reader as the mutating webhook's, and only the object's raw JSON is kept for
+// the scan. A panic answers 500, so that the API server applies the failure policy.
+func (v *KeyValidator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	mem := v.memory.get()
+	defer func() {
+		if p := recover(); p != nil {
+			http.Error(w, "sandbox-webhook: internal error while inspecting the object", http.StatusInternalServerError)
+			return
+		}
+		v.memory.put(mem)
+	}()
+	ctx, cancel := reviewContext(w, r)
+	defer cancel()
+	var err error
+	if mem.body, err = readReviewBody(mem.body, r); err != nil {
+		writeReviewWith(w, "", admission.Errored(http.StatusBadRequest, err), mem)
+		return
+	}
+	release, err := v.gate.enter(ctx)
+	if err != nil {
+		refuseBusy(w, err)
+		return
+	}
+	defer release()
+	req := &mem.req
+	if err := mem.reader.readAdmissionReview(mem.body, req, nil); err != nil {
+		writeReviewWith(w, "", admission.Errored(http.StatusBadRequest, err), mem)
+		return
+	}
+	writeReviewWith(w, req.UID, v.decide(ctx, req), mem)
 }
 
 // Handle implements admission.Handler.
-func (v *KeyValidator) Handle(_ context.Context, req admission.Request) admission.Response {
+func (v *KeyValidator) Handle(ctx context.Context, req admission.Request) admission.Response {
+	return v.decide(ctx, &reviewRequest{
+		UID: req.UID, Kind: req.Kind, Resource: req.Resource, SubResource: req.SubResource,
+		Name: req.Name, Namespace: req.Namespace, Operation: req.Operation,
+		Object: req.Object.Raw, OldObject: req.OldObject.Raw,
+	})
+}
+
+func (v *KeyValidator) decide(ctx context.Context, req *reviewRequest) admission.Response {
 	if req.Operation != admissionv1.Create && req.Operation != admissionv1.Update {
 		return admission.Allowed("")
 	}
 	kind := req.Kind.Kind
 	// The webhook configuration's namespaceSelector is only the first filter.
-	if kind == "Secret" || len(req.Object.Raw) == 0 || v.Config.IsExcludedNamespace(req.Namespace) {
+	if kind == "Secret" || len(req.Object) == 0 || v.Config.IsExcludedNamespace(req.Namespace) {
 		return admission.Allowed("")
 	}
 	resource := req.Resource.Resource
 	if req.SubResource != "" {
 		resource += "/" + req.SubResource
 	}
-	findings, err := policy.DetectPrivateKeys(req.Object.Raw, kind, v.Config)
+	findings, err := policy.DetectPrivateKeys(req.Object, kind, v.Config)
 	if err != nil {
 		var limit *policy.KeyLimitError
 		if errors.As(err, &limit) {
@@ -83,8 +126,8 @@ func (v *KeyValidator) Handle(_ context.Context, req admission.Request) admissio
 	// An update may keep a key the object already held (say, to remove a finalizer from
 	// an object created before this webhook); it may not add one.
 	var existing map[string]bool
-	if req.Operation == admissionv1.Update && len(req.OldObject.Raw) > 0 {
-		if old, err := policy.DetectPrivateKeys(req.OldObject.Raw, kind, v.Config); err == nil {
+	if req.Operation == admissionv1.Update && len(req.OldObject) > 0 {
+		if old, err := policy.DetectPrivateKeys(req.OldObject, kind, v.Config); err == nil {
 			existing = map[string]bool{}
 			for _, f := range old {
 				existing[f.Fingerprint] = true

@@ -83,7 +83,7 @@ func devCommand(args []string, stdout, stderr io.Writer) error {
 	return runDev(ctx, cfg, log, devOptions{
 		assets: *assets, kubeconfigOut: *kubeconfigOut, tenant: *tenant,
 		demo: *demo, keepRunning: *keepRunning,
-	}, out)
+	}, out, stderr)
 }
 
 // devDefaultLogLevel makes errors the default log level of dev: its own lines say what
@@ -132,7 +132,7 @@ type devOptions struct {
 	demo, keepRunning             bool
 }
 
-func runDev(ctx context.Context, cfg *policy.Config, log logr.Logger, opts devOptions, out io.Writer) (err error) {
+func runDev(ctx context.Context, cfg *policy.Config, log logr.Logger, opts devOptions, out, stderr io.Writer) (err error) {
 	// A request cut short by Ctrl-C is a stop, not a failure.
 	defer func() {
 		if ctx.Err() != nil && errors.Is(err, context.Canceled) {
@@ -158,12 +158,38 @@ func runDev(ctx context.Context, cfg *policy.Config, log logr.Logger, opts devOp
 		}
 	}
 
-	// A CA and serving certificate for this session only.
-	certDir, err := os.MkdirTemp("", "sandbox-webhook-dev-")
+	// Before anything that could outlive dev: the watchdog, which stops kube-apiserver
+	// and etcd and removes the session folder should dev die without doing so itself.
+	watchdog, err := startDevWatchdog(stderr)
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(certDir)
+	defer func() {
+		if stopErr := watchdog.stop(); stopErr != nil && err == nil {
+			err = stopErr
+		}
+	}()
+
+	// One folder for the session: the serving certificate, etcd's data and the API
+	// server's certificates.
+	sessionDir, err := os.MkdirTemp("", devSessionPrefix)
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(sessionDir)
+	if err := watchdog.removeOnExit(sessionDir); err != nil {
+		return fmt.Errorf("dev: %w", err)
+	}
+	certDir := filepath.Join(sessionDir, "webhook")
+	etcdDir := filepath.Join(sessionDir, "etcd")
+	apiServerDir := filepath.Join(sessionDir, "kube-apiserver")
+	for _, dir := range []string{certDir, etcdDir, apiServerDir} {
+		if err := os.Mkdir(dir, 0o700); err != nil {
+			return err
+		}
+	}
+
+	// A CA and serving certificate for this session only.
 	bundle, err := certs.SelfSigned([]string{devHost, "localhost"}, devCertValidity)
 	if err != nil {
 		return fmt.Errorf("dev: serving certificate: %w", err)
@@ -185,6 +211,10 @@ func runDev(ctx context.Context, cfg *policy.Config, log logr.Logger, opts devOp
 		CRDInstallOptions:        envtest.CRDInstallOptions{CRDs: crds},
 		ControlPlaneStartTimeout: devWait,
 		ControlPlaneStopTimeout:  30 * time.Second,
+		ControlPlane: envtest.ControlPlane{
+			Etcd:      &envtest.Etcd{DataDir: etcdDir},
+			APIServer: &envtest.APIServer{CertDir: apiServerDir},
+		},
 	}
 	// Stop whatever started, even when Start failed half-way.
 	defer func() {
@@ -200,7 +230,9 @@ func runDev(ctx context.Context, cfg *policy.Config, log logr.Logger, opts devOp
 		fmt.Fprintln(out, "dev: stopped")
 	}()
 	started := time.Now()
+	stopWatching := watchdog.watchChildren(out)
 	restCfg, err := env.Start()
+	stopWatching()
 	if err != nil {
 		return fmt.Errorf("dev: starting kube-apiserver and etcd: %w", err)
 	}

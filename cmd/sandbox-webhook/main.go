@@ -82,6 +82,8 @@ func dispatch(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		return checkCommand(args[1:], stdin, stdout, stderr)
 	case "doctor":
 		return doctorCommand(args[1:], stdout, stderr)
+	case devWatchdogCommand: // started by dev, not listed in the usage
+		return devWatchdogMain(stderr)
 	case "-h", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return nil

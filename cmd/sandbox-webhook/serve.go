@@ -7,13 +7,16 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"math"
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"sync/atomic"
 	"time"
 
 	"github.com/go-logr/logr"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -38,6 +41,7 @@ func serveCommand(args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	setGoMemoryLimit(cfg.Server, os.Getenv("GOMEMLIMIT"), log)
 	restCfg, err := restConfig(*kubeconfig)
 	if err != nil {
 		return fmt.Errorf("finding the cluster: %w", err)
@@ -71,6 +75,9 @@ func newServeFlags(stderr io.Writer) *serverFlags {
 	leaseNamespace := fs.String("leader-election-namespace", "", "namespace of the leader election Lease (config server.leaderElectionNamespace)")
 	leaseName := fs.String("leader-election-id", "", "name of the leader election Lease (config server.leaderElectionID)")
 	shutdownDelay := fs.Duration("shutdown-delay", 0, "after SIGTERM, keep serving this long with /readyz failing before closing the listener (config server.shutdownDelay, default 5s)")
+	memoryLimit := &quantityFlag{}
+	fs.Var(memoryLimit, "memory-limit", "the container's memory limit, in bytes or as a quantity (256Mi); the Go runtime gets --memory-limit-ratio of it unless GOMEMLIMIT is set (config server.memoryLimit)")
+	memoryLimitRatio := fs.Float64("memory-limit-ratio", 0, "share of --memory-limit for the Go runtime, more than 0 and at most 1 (config server.memoryLimitRatio, default 0.9)")
 	fs.override("port", func(c *policy.Config) { c.Server.Port = *port })
 	fs.override("cert-dir", func(c *policy.Config) { c.Server.CertDir = *certDir })
 	fs.override("cert-name", func(c *policy.Config) { c.Server.CertName = *certName })
@@ -81,7 +88,57 @@ func newServeFlags(stderr io.Writer) *serverFlags {
 	fs.override("leader-election-namespace", func(c *policy.Config) { c.Server.LeaderElectionNamespace = *leaseNamespace })
 	fs.override("leader-election-id", func(c *policy.Config) { c.Server.LeaderElectionID = *leaseName })
 	fs.override("shutdown-delay", func(c *policy.Config) { c.Server.ShutdownDelay = &metav1.Duration{Duration: *shutdownDelay} })
+	fs.override("memory-limit", func(c *policy.Config) { c.Server.MemoryLimit = memoryLimit.q })
+	fs.override("memory-limit-ratio", func(c *policy.Config) { c.Server.MemoryLimitRatio = *memoryLimitRatio })
 	return fs
+}
+
+// quantityFlag is a flag whose value is a resource quantity: bytes, or 256Mi and the like.
+type quantityFlag struct{ q *resource.Quantity }
+
+func (f *quantityFlag) String() string {
+	if f.q == nil {
+		return ""
+	}
+	return f.q.String()
+}
+
+func (f *quantityFlag) Set(s string) error {
+	q, err := resource.ParseQuantity(s)
+	if err != nil {
+		return errors.New("want bytes or a quantity such as 256Mi")
+	}
+	f.q = &q
+	return nil
+}
+
+// goMemoryLimit is the Go runtime memory limit, in bytes, that serve sets:
+// server.memoryLimitRatio of server.memoryLimit. It is 0 (set none) when gomemlimit, the
+// GOMEMLIMIT environment variable, is set (the runtime has applied it already) or when
+// there is no server.memoryLimit.
+func goMemoryLimit(s policy.ServerConfig, gomemlimit string) int64 {
+	if gomemlimit != "" || s.MemoryLimit == nil {
+		return 0
+	}
+	limit := float64(s.MemoryLimit.Value()) * s.MemoryLimitRatio
+	if limit >= math.MaxInt64 {
+		return math.MaxInt64
+	}
+	return int64(limit)
+}
+
+// setGoMemoryLimit applies goMemoryLimit and logs which limit is in force.
+func setGoMemoryLimit(s policy.ServerConfig, gomemlimit string, log logr.Logger) {
+	if limit := goMemoryLimit(s, gomemlimit); limit > 0 {
+		debug.SetMemoryLimit(limit)
+		log.Info("Go memory limit from server.memoryLimit", "memoryLimit", s.MemoryLimit.String(), "memoryLimitRatio", s.MemoryLimitRatio, "bytes", limit)
+		return
+	}
+	if gomemlimit != "" {
+		log.Info("Go memory limit from GOMEMLIMIT", "bytes", debug.SetMemoryLimit(-1))
+		return
+	}
+	log.Info("no Go memory limit: neither server.memoryLimit nor GOMEMLIMIT is set")
 }
 
 // newManager builds the manager that serves the webhooks on every replica and runs the

@@ -5,9 +5,14 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"testing"
 	"time"
+
+	"k8s.io/apimachinery/pkg/api/resource"
+
+	"github.com/sandbox-webhook/sandbox-webhook/policy"
 )
 
 func TestServeFlagsOverrideTheConfigFile(t *testing.T) {
@@ -57,6 +62,9 @@ func TestServeFlagsAreValidatedLikeTheConfig(t *testing.T) {
 		{[]string{"--shutdown-delay=-1s"}, "server.shutdownDelay"},
 		{[]string{"--leader-election-namespace=Not_A_Namespace"}, "server.leaderElectionNamespace"},
 		{[]string{"--cert-dir= "}, "server.certDir"},
+		{[]string{"--memory-limit=lots"}, "-memory-limit"},
+		{[]string{"--memory-limit=1Mi"}, "server.memoryLimit"},
+		{[]string{"--memory-limit-ratio=1.5"}, "server.memoryLimitRatio"},
 		{[]string{"--log-format=xml"}, "--log-format"},
 		{[]string{"--log-level=loud"}, "--log-level"},
 		{[]string{"extra"}, "unexpected arguments"},
@@ -151,5 +159,78 @@ current-context: x
 	}
 	if _, err := restConfig(filepath.Join(t.TempDir(), "missing")); err == nil {
 		t.Error("a missing kubeconfig gave no error")
+	}
+}
+
+func TestMemoryLimitFlagsOverrideTheConfig(t *testing.T) {
+	var stderr bytes.Buffer
+	cfg, _, err := newServeFlags(&stderr).parse([]string{"--print-config", "--memory-limit=268435456", "--memory-limit-ratio=0.5"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if q := cfg.Server.MemoryLimit; q == nil || q.Value() != 256<<20 || cfg.Server.MemoryLimitRatio != 0.5 {
+		t.Errorf("memoryLimit %v ratio %v, want 268435456 and 0.5", q, cfg.Server.MemoryLimitRatio)
+	}
+	for _, want := range []string{"memoryLimit: \"268435456\"", "memoryLimitRatio: 0.5"} {
+		if !strings.Contains(stderr.String(), want) {
+			t.Errorf("--print-config output lacks %q:\n%s", want, stderr.String())
+		}
+	}
+	cfg, _, err = newServeFlags(&stderr).parse(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Server.MemoryLimit != nil || cfg.Server.MemoryLimitRatio != 0.9 {
+		t.Errorf("without flags: memoryLimit %v ratio %v, want none and 0.9", cfg.Server.MemoryLimit, cfg.Server.MemoryLimitRatio)
+	}
+}
+
+func TestGoMemoryLimitIsAShareOfTheContainerLimitUnlessGOMEMLIMITIsSet(t *testing.T) {
+	limit := resource.MustParse("256Mi")
+	for _, c := range []struct {
+		name       string
+		server     policy.ServerConfig
+		gomemlimit string
+		want       int64
+	}{
+		{"default share", policy.ServerConfig{MemoryLimit: &limit, MemoryLimitRatio: 0.9}, "", 241591910},
+		{"whole limit", policy.ServerConfig{MemoryLimit: &limit, MemoryLimitRatio: 1}, "", 256 << 20},
+		{"GOMEMLIMIT stands", policy.ServerConfig{MemoryLimit: &limit, MemoryLimitRatio: 0.9}, "100MiB", 0},
+		{"no container limit", policy.ServerConfig{MemoryLimitRatio: 0.9}, "", 0},
+	} {
+		if got := goMemoryLimit(c.server, c.gomemlimit); got != c.want {
+			t.Errorf("%s: %d bytes, want %d", c.name, got, c.want)
+		}
+	}
+}
+
+func TestSetGoMemoryLimitSetsTheRuntimeLimitAndSaysWhichApplies(t *testing.T) {
+	before := debug.SetMemoryLimit(-1)
+	defer debug.SetMemoryLimit(before)
+	limit := resource.MustParse("512Mi")
+	server := policy.ServerConfig{MemoryLimit: &limit, MemoryLimitRatio: 0.5}
+
+	var out bytes.Buffer
+	log, err := newLogger("info", "json", &out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	setGoMemoryLimit(server, "", log)
+	if got := debug.SetMemoryLimit(-1); got != 256<<20 {
+		t.Errorf("runtime memory limit %d, want %d", got, 256<<20)
+	}
+	if !strings.Contains(out.String(), "from server.memoryLimit") || !strings.Contains(out.String(), `"bytes":268435456`) {
+		t.Errorf("log does not say the limit and where it comes from: %s", out.String())
+	}
+
+	// With GOMEMLIMIT set the runtime's own limit stands: serve changes nothing.
+	debug.SetMemoryLimit(100 << 20)
+	out.Reset()
+	setGoMemoryLimit(server, "100MiB", log)
+	if got := debug.SetMemoryLimit(-1); got != 100<<20 {
+		t.Errorf("runtime memory limit %d with GOMEMLIMIT set, want %d", got, 100<<20)
+	}
+	if !strings.Contains(out.String(), "from GOMEMLIMIT") || !strings.Contains(out.String(), `"bytes":104857600`) {
+		t.Errorf("log does not say GOMEMLIMIT applies: %s", out.String())
 	}
 }

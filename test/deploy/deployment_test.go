@@ -3,6 +3,7 @@ package deploy
 import (
 	"net"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -10,10 +11,13 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"github.com/sandbox-webhook/sandbox-webhook/policy"
 )
 
 const restrictedUID = 65532
@@ -104,6 +108,8 @@ func TestTheDeploymentIsHighlyAvailableAndRestricted(t *testing.T) {
 				t.Errorf("memory limit %v, want one at least the request", c.Resources.Limits)
 			}
 
+			checkMemoryLimit(t, c, cfg)
+
 			// Probes on the health port the config serves them on.
 			_, healthPort, err := net.SplitHostPort(cfg.Server.HealthProbeBindAddress)
 			if err != nil {
@@ -193,5 +199,58 @@ func checkNetworkPolicy(t *testing.T, objs []*unstructured.Unstructured, dep *ap
 		if p.Port == nil || p.Port.IntValue() != port || p.EndPort != nil || (p.Protocol != nil && *p.Protocol != corev1.ProtocolTCP) {
 			t.Errorf("ingress rule %d admits %+v, want TCP %d (server.port)", i, p, port)
 		}
+	}
+}
+
+// checkMemoryLimit: serve gets the container's memory limit in bytes through the
+// Downward API and --memory-limit, as the kubelet expands the argument.
+func checkMemoryLimit(t *testing.T, c *corev1.Container, cfg *policy.Config) {
+	t.Helper()
+	limit, ok := c.Resources.Limits[corev1.ResourceMemory]
+	if !ok {
+		t.Fatal("no memory limit to give the Go runtime")
+	}
+	var flags []string
+	for _, a := range c.Args {
+		if v, ok := strings.CutPrefix(a, "--memory-limit="); ok {
+			flags = append(flags, v)
+		}
+	}
+	if len(flags) != 1 {
+		t.Fatalf("args %q, want one --memory-limit=$(VAR)", c.Args)
+	}
+	name, ok := strings.CutPrefix(flags[0], "$(")
+	name, closed := strings.CutSuffix(name, ")")
+	if !ok || !closed {
+		t.Fatalf("--memory-limit=%s, want a $(VAR) that the kubelet expands", flags[0])
+	}
+	var ref *corev1.ResourceFieldSelector
+	for _, e := range c.Env {
+		if e.Name == name && e.ValueFrom != nil {
+			ref = e.ValueFrom.ResourceFieldRef
+		}
+	}
+	if ref == nil {
+		t.Fatalf("--memory-limit=$(%s), but env %s is not from a resourceFieldRef: %+v", name, name, c.Env)
+	}
+	if ref.Resource != "limits.memory" || (ref.ContainerName != "" && ref.ContainerName != c.Name) {
+		t.Errorf("env %s is %s of container %q, want limits.memory of %s", name, ref.Resource, ref.ContainerName, c.Name)
+	}
+	divisor := int64(1)
+	if !ref.Divisor.IsZero() {
+		divisor = ref.Divisor.Value()
+	}
+	if divisor != 1 {
+		t.Errorf("env %s divisor %s, want 1 (bytes)", name, ref.Divisor.String())
+	}
+	// What serve reads once the kubelet has expanded the argument.
+	got, err := resource.ParseQuantity(strconv.FormatInt(limit.Value()/divisor, 10))
+	if err != nil || got.Cmp(limit) != 0 {
+		t.Errorf("--memory-limit expands to %s, the container's limit is %s (%v)", got.String(), limit.String(), err)
+	}
+	// The Go runtime's share still leaves room above what the container requests.
+	goLimit := float64(limit.Value()) * cfg.Server.MemoryLimitRatio
+	if request := c.Resources.Requests[corev1.ResourceMemory]; goLimit <= float64(request.Value()) {
+		t.Errorf("Go memory limit %.0f bytes (server.memoryLimitRatio %v of %s) is not above the memory request %s", goLimit, cfg.Server.MemoryLimitRatio, limit.String(), request.String())
 	}
 }

@@ -168,6 +168,7 @@ func TestDevServesUntilInterruptedAndLeavesNoProcessBehind(t *testing.T) {
 	// The processes that run now are the ones dev must stop (envtest replaces a control
 	// plane that fails to start, so only the ready one counts).
 	started := controlPlaneChildren(t, p.cmd.Process.Pid)
+	started = append(started, devWatchdog(t, p.cmd.Process.Pid))
 	restCfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
 	if err != nil {
 		t.Fatal(err)
@@ -268,5 +269,87 @@ func TestDevServesUntilInterruptedAndLeavesNoProcessBehind(t *testing.T) {
 	}
 	if !strings.Contains(p.out.String(), "dev: stopped") {
 		t.Errorf("dev did not report that it stopped")
+	}
+	if strings.Contains(p.out.String(), "dev exited without stopping") {
+		t.Errorf("the watchdog had to stop something after a clean exit")
+	}
+}
+
+// cmdline is a process's command line, its arguments split.
+func cmdline(pid int) []string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil {
+		return nil
+	}
+	return strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
+}
+
+// devWatchdog is the watchdog dev started: its child running `dev-watchdog`.
+func devWatchdog(t *testing.T, pid int) process {
+	t.Helper()
+	for _, c := range children(t, pid) {
+		if args := cmdline(c.pid); len(args) == 2 && args[1] == "dev-watchdog" {
+			return c
+		}
+	}
+	t.Fatalf("dev (pid %d) runs no watchdog; children %v", pid, children(t, pid))
+	return process{}
+}
+
+// etcdDataDir is the --data-dir of the etcd process among procs.
+func etcdDataDir(t *testing.T, procs []process) string {
+	t.Helper()
+	for _, p := range procs {
+		if p.comm != "etcd" {
+			continue
+		}
+		for _, arg := range cmdline(p.pid) {
+			if dir, ok := strings.CutPrefix(arg, "--data-dir="); ok {
+				return dir
+			}
+		}
+	}
+	t.Fatalf("no etcd --data-dir among %v", procs)
+	return ""
+}
+
+func TestDevKilledOrCrashedLeavesNoProcessBehind(t *testing.T) {
+	for _, sig := range []syscall.Signal{syscall.SIGKILL, syscall.SIGQUIT} {
+		t.Run(sig.String(), func(t *testing.T) {
+			kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
+			p := startDev(t, "--kubeconfig-out", kubeconfig, "--tenant", "")
+			eventually(t, "dev writes its kubeconfig", func() (bool, string) {
+				select {
+				case err := <-p.done:
+					t.Fatalf("dev exited early: %v", err)
+				default:
+				}
+				_, err := os.Stat(kubeconfig)
+				return err == nil, fmt.Sprint(err)
+			})
+			started := controlPlaneChildren(t, p.cmd.Process.Pid)
+			watchdog := devWatchdog(t, p.cmd.Process.Pid)
+			dataDir := etcdDataDir(t, started)
+
+			// SIGKILL runs nothing of dev; SIGQUIT ends a Go program with a stack dump
+			// and no deferred call, as a crash does.
+			if err := p.cmd.Process.Signal(sig); err != nil {
+				t.Fatal(err)
+			}
+			if code := p.wait(t, 2*time.Minute); code == 0 {
+				t.Fatalf("dev exited with status 0 after %s", sig)
+			}
+			for _, proc := range append(started, watchdog) {
+				eventually(t, fmt.Sprintf("%s (pid %d) exits after dev got %s", proc.comm, proc.pid, sig), func() (bool, string) {
+					return !proc.alive(), "still running"
+				})
+			}
+			if _, err := os.Stat(dataDir); !os.IsNotExist(err) {
+				t.Errorf("etcd's data folder %s outlives the session: %v", dataDir, err)
+			}
+			if out := p.out.String(); !strings.Contains(out, "dev exited without stopping") {
+				t.Errorf("the watchdog did not say what it stopped")
+			}
+		})
 	}
 }
