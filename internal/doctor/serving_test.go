@@ -198,3 +198,16 @@ func TestCABundleVerifiesTheCertificateServedBehindTheService(t *testing.T) {
 	d.caBundle(context.Background(), "MutatingWebhookConfiguration sandbox-webhook", webhook, map[string]servedCert{})
 	expect(t, find(t, d.finish(), sectionConfigurations, "caBundle of MutatingWebhookConfiguration sandbox-webhook"), Failed, "does not verify with caBundle")
 }
+
+func TestNoTenantNamespaceWarnsAndSkipsTheDryRuns(t *testing.T) {
+	plain := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "plain"}}
+	excluded := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "kube-system", Labels: map[string]string{"sandbox-webhook.io/tenant": "true"}}}
+	d := fakeDoctor(plain, excluded)
+	d.endToEnd(context.Background(), d.tenants(context.Background()))
+	r := d.finish()
+	expect(t, find(t, r, "tenants", "tenant namespaces"), Warned, `no namespace matches tenants.namespaceSelector "sandbox-webhook.io/tenant=true"`, "kubectl label namespace <name> sandbox-webhook.io/tenant=true")
+	expect(t, find(t, r, sectionEndToEnd, "dry-run sandbox pod"), Skipped, "no tenant namespace")
+	if !r.OK {
+		t.Errorf("no tenant is a warning, not a failure:\n%s", text(r))
+	}
+}
