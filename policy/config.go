@@ -138,7 +138,22 @@ type GatewayConfig struct {
 	EndpointEnv   string `json:"endpointEnv"`
 	// ForbiddenEnv are env keys that make the agent bypass the gateway; they are removed.
 	ForbiddenEnv []string `json:"forbiddenEnv"`
+	// ForbiddenEnvFrom is what happens to a sandbox container whose envFrom source (a
+	// ConfigMap or Secret, with its prefix) could supply a ForbiddenEnv name, which the
+	// webhook cannot remove: Warn admits the pod with a warning naming the container and
+	// the source, Deny refuses it.
+	ForbiddenEnvFrom EnvFromAction `json:"forbiddenEnvFrom"`
 }
+
+// EnvFromAction is what the webhook does about an envFrom source that could supply a
+// forbidden env name.
+type EnvFromAction string
+
+// The values of gateway.forbiddenEnvFrom.
+const (
+	EnvFromWarn EnvFromAction = "Warn"
+	EnvFromDeny EnvFromAction = "Deny"
+)
 
 // InferenceConfig says how the inference flag is decided.
 type InferenceConfig struct {
@@ -261,6 +276,9 @@ func (c *Config) Default() {
 	setStr(&g.EndpointEnv, "OPENSHELL_GATEWAY_ENDPOINT")
 	if g.ForbiddenEnv == nil {
 		g.ForbiddenEnv = []string{"CLAUDE_CODE_USE_VERTEX", "USE_VERTEX", "ANTHROPIC_VERTEX_PROJECT_ID"}
+	}
+	if g.ForbiddenEnvFrom == "" {
+		g.ForbiddenEnvFrom = EnvFromWarn
 	}
 
 	in := &c.Inference
@@ -411,6 +429,9 @@ func (c *Config) Validate() error {
 	envName(at("gateway", "endpointEnv"), g.EndpointEnv)
 	for i, name := range g.ForbiddenEnv {
 		envName(at("gateway", "forbiddenEnv").Index(i), name)
+	}
+	if g.ForbiddenEnvFrom != EnvFromWarn && g.ForbiddenEnvFrom != EnvFromDeny {
+		errs = append(errs, field.NotSupported(at("gateway", "forbiddenEnvFrom"), g.ForbiddenEnvFrom, []string{string(EnvFromWarn), string(EnvFromDeny)}))
 	}
 
 	in := c.Inference

@@ -12,18 +12,19 @@ func TestParseConfigEmptyGivesDesignDefaults(t *testing.T) {
 		t.Fatalf("defaults must be valid: %v", err)
 	}
 	checks := map[string][2]any{
-		"token.volumeName":        {c.Token.VolumeName, "openshell-sa-token"},
-		"token.audience":          {c.Token.Audience, "openshell-gateway"},
-		"token.expirationSeconds": {c.Token.ExpirationSeconds, int64(3600)},
-		"token.mountPath":         {c.Token.MountPath, "/var/run/secrets/openshell"},
-		"token.pathEnv":           {c.Token.PathEnv, "OPENSHELL_GATEWAY_SA_TOKEN_PATH"},
-		"gateway endpoint":        {c.GatewayEndpoint("tenant-a"), "openshell-gateway.tenant-a.svc.cluster.local:8080"},
-		"inference.env":           {c.Inference.Env, "ACP_OPENSHELL_INFERENCE"},
-		"imagePullPolicy":         {string(c.ImagePullPolicy), ""},
-		"tenancy.bindingName":     {c.Tenancy.BindingName, "openshell-gateway-node-reader"},
-		"leader election":         {c.LeaderElectionEnabled(), true},
-		"server.memoryLimit":      {c.Server.MemoryLimit == nil, true},
-		"server.memoryLimitRatio": {c.Server.MemoryLimitRatio, 0.9},
+		"token.volumeName":         {c.Token.VolumeName, "openshell-sa-token"},
+		"token.audience":           {c.Token.Audience, "openshell-gateway"},
+		"token.expirationSeconds":  {c.Token.ExpirationSeconds, int64(3600)},
+		"token.mountPath":          {c.Token.MountPath, "/var/run/secrets/openshell"},
+		"token.pathEnv":            {c.Token.PathEnv, "OPENSHELL_GATEWAY_SA_TOKEN_PATH"},
+		"gateway endpoint":         {c.GatewayEndpoint("tenant-a"), "openshell-gateway.tenant-a.svc.cluster.local:8080"},
+		"inference.env":            {c.Inference.Env, "ACP_OPENSHELL_INFERENCE"},
+		"imagePullPolicy":          {string(c.ImagePullPolicy), ""},
+		"tenancy.bindingName":      {c.Tenancy.BindingName, "openshell-gateway-node-reader"},
+		"leader election":          {c.LeaderElectionEnabled(), true},
+		"gateway.forbiddenEnvFrom": {c.Gateway.ForbiddenEnvFrom, EnvFromWarn},
+		"server.memoryLimit":       {c.Server.MemoryLimit == nil, true},
+		"server.memoryLimitRatio":  {c.Server.MemoryLimitRatio, 0.9},
 	}
 	for name, got := range checks {
 		if got[0] != got[1] {
@@ -131,6 +132,8 @@ func TestParseConfigRejects(t *testing.T) {
 		{"token path env invalid", head + "token:\n  pathEnv: '1TOKEN'\n", []string{"token.pathEnv"}},
 		{"endpoint env invalid", head + "gateway:\n  endpointEnv: 'A=B'\n", []string{"gateway.endpointEnv"}},
 		{"forbidden env name invalid", head + "gateway:\n  forbiddenEnv: ['A=B']\n", []string{"gateway.forbiddenEnv[0]"}},
+		{"forbidden envFrom action unknown", head + "gateway:\n  forbiddenEnvFrom: Reject\n", []string{"gateway.forbiddenEnvFrom", `"Warn"`, `"Deny"`}},
+		{"forbidden envFrom action lowercase", head + "gateway:\n  forbiddenEnvFrom: deny\n", []string{"gateway.forbiddenEnvFrom"}},
 		{"provider type invalid", head + "inference:\n  providerTypes: ['not valid!']\n", []string{"inference.providerTypes[0]"}},
 		{"provider type empty", head + "inference:\n  providerTypes: ['']\n", []string{"inference.providerTypes[0]", "must not be empty"}},
 		{"cluster role name invalid", head + "tenancy:\n  clusterRoleName: 'Bad Name'\n", []string{"tenancy.clusterRoleName"}},
@@ -197,6 +200,37 @@ func TestShutdownDelayZeroIsKeptAndUnsetIsDefaulted(t *testing.T) {
 	}
 	if cfg.Server.GracefulShutdownTimeout.Duration != 30*time.Second {
 		t.Errorf("default gracefulShutdownTimeout = %v, want 30s", cfg.Server.GracefulShutdownTimeout)
+	}
+}
+
+func TestForbiddenEnvFromDenyIsKept(t *testing.T) {
+	cfg, err := ParseConfig([]byte("apiVersion: sandbox-webhook.io/v1alpha1\nkind: Config\ngateway:\n  forbiddenEnvFrom: Deny\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Gateway.ForbiddenEnvFrom != EnvFromDeny {
+		t.Errorf("gateway.forbiddenEnvFrom = %q, want Deny", cfg.Gateway.ForbiddenEnvFrom)
+	}
+}
+
+func TestForbiddenEnvFromSourceMatchesByPrefix(t *testing.T) {
+	cfg := DefaultConfig()
+	cases := []struct {
+		prefix string
+		want   []string
+	}{
+		{"", []string{"CLAUDE_CODE_USE_VERTEX", "USE_VERTEX", "ANTHROPIC_VERTEX_PROJECT_ID"}},
+		{"CLAUDE_", []string{"CLAUDE_CODE_USE_VERTEX"}},
+		{"USE_VERTEX", []string{"USE_VERTEX"}},
+		{"ANTHROPIC_", []string{"ANTHROPIC_VERTEX_PROJECT_ID"}},
+		{"APP_", nil},
+		{"USE_VERTEX_", nil},
+	}
+	for _, tc := range cases {
+		got := ForbiddenEnvFromSource(InjectionEnvFromSource{Prefix: tc.prefix, ConfigMapName: "c"}, cfg)
+		if strings.Join(got, ",") != strings.Join(tc.want, ",") {
+			t.Errorf("prefix %q: got %v, want %v", tc.prefix, got, tc.want)
+		}
 	}
 }
 

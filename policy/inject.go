@@ -111,6 +111,8 @@ type injector struct {
 	denials  []string
 	removed  []string
 	replaced []string
+	// envFrom names the envFrom sources that could supply a forbidden name.
+	envFrom []string
 }
 
 func (j *injector) run() InjectionDecision {
@@ -221,6 +223,9 @@ func (j *injector) run() InjectionDecision {
 	}
 	if len(j.replaced) > 0 {
 		audit["replaced-env"] = strings.Join(uniqueSorted(j.replaced), ",")
+	}
+	if len(j.envFrom) > 0 {
+		audit["forbidden-env-from"] = strings.Join(j.envFrom, ",")
 	}
 	outcome := OutcomeInjected
 	if len(j.patch) == 0 {
@@ -354,6 +359,7 @@ func (j *injector) container(c *InjectionContainer, path, list string, index int
 	for _, i := range slices.Backward(removals) {
 		j.patch = append(j.patch, jsonpatch.Operation{Operation: "remove", Path: path + "/env/" + strconv.Itoa(i)})
 	}
+	j.checkEnvFrom(c, list, index)
 	var missing []corev1.EnvVar
 	for k, m := range managed {
 		if !seen[k] {
@@ -370,6 +376,49 @@ func (j *injector) container(c *InjectionContainer, path, list string, index int
 			j.add(path+"/env/-", m)
 		}
 	}
+}
+
+// checkEnvFrom warns about (or, with gateway.forbiddenEnvFrom Deny, refuses) every
+// envFrom source of c that could supply a forbidden env name. The webhook sees only the
+// source's name and prefix, not its keys: a source counts when a forbidden name starts
+// with its prefix. Env set in env wins over envFrom, but the webhook removes forbidden
+// names from env, so a source's value would reach the agent.
+func (j *injector) checkEnvFrom(c *InjectionContainer, list string, index int) {
+	for k, src := range c.EnvFrom {
+		names := ForbiddenEnvFromSource(src, j.cfg)
+		if len(names) == 0 {
+			continue
+		}
+		kind, name := "ConfigMap", src.ConfigMapName
+		if src.SecretName != "" {
+			kind, name = "Secret", src.SecretName
+		}
+		prefix := "no prefix"
+		if src.Prefix != "" {
+			prefix = fmt.Sprintf("prefix %q", src.Prefix)
+		}
+		where := fmt.Sprintf("spec.%s[%d].envFrom[%d] (container %q, %s %q, %s)", list, index, k, c.Name, kind, name, prefix)
+		may := fmt.Sprintf("may set %s, which make the agent bypass the tenant's gateway", strings.Join(names, ", "))
+		fix := fmt.Sprintf("remove those keys from %s %s, or give the source a prefix that none of them starts with", kind, name)
+		if j.cfg.Gateway.ForbiddenEnvFrom == EnvFromDeny {
+			j.denials = append(j.denials, fmt.Sprintf("%s %s (gateway.forbiddenEnvFrom is Deny); %s", where, may, fix))
+			continue
+		}
+		j.warnings = append(j.warnings, fmt.Sprintf("%s %s; the webhook cannot remove them from envFrom: %s", where, may, fix))
+		j.envFrom = append(j.envFrom, fmt.Sprintf("%s:%s/%s", c.Name, kind, name))
+	}
+}
+
+// ForbiddenEnvFromSource is the forbidden env names (gateway.forbiddenEnv) that src could
+// supply: those that start with its prefix.
+func ForbiddenEnvFromSource(src InjectionEnvFromSource, cfg *Config) []string {
+	var names []string
+	for _, n := range cfg.Gateway.ForbiddenEnv {
+		if strings.HasPrefix(n, src.Prefix) {
+			names = append(names, n)
+		}
+	}
+	return names
 }
 
 func (j *injector) pullPolicy(c *InjectionContainer, path string) {

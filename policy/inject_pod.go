@@ -31,6 +31,16 @@ type InjectionContainer struct {
 	// name or mount path, which need every field.
 	VolumeMounts    []corev1.VolumeMount
 	ImagePullPolicy corev1.PullPolicy
+	// EnvFrom are the container's envFrom sources, in order.
+	EnvFrom []InjectionEnvFromSource
+}
+
+// InjectionEnvFromSource is one envFrom entry: its prefix and the ConfigMap or Secret it
+// names (one of the two is set).
+type InjectionEnvFromSource struct {
+	Prefix        string
+	ConfigMapName string
+	SecretName    string
 }
 
 // InjectionEnvVar is an env var: its name, its literal value, and whether it takes its
@@ -70,6 +80,19 @@ func injectionContainers(cs []corev1.Container) []InjectionContainer {
 				env[k] = InjectionEnvVar{Name: e.Name, Value: e.Value, ValueFrom: e.ValueFrom != nil}
 			}
 			out[i].Env = env
+		}
+		if c.EnvFrom != nil {
+			from := make([]InjectionEnvFromSource, len(c.EnvFrom))
+			for k, f := range c.EnvFrom {
+				from[k].Prefix = f.Prefix
+				if f.ConfigMapRef != nil {
+					from[k].ConfigMapName = f.ConfigMapRef.Name
+				}
+				if f.SecretRef != nil {
+					from[k].SecretName = f.SecretRef.Name
+				}
+			}
+			out[i].EnvFrom = from
 		}
 	}
 	return out

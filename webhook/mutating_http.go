@@ -168,6 +168,7 @@ const (
 	maxPodVolumes    = 1000
 	maxPodMounts     = 10000
 	maxPodEnv        = 100000
+	maxPodEnvFrom    = 10000
 )
 
 // podDecoder reads a pod through a jsonReader. The lists of all containers share one
@@ -181,6 +182,8 @@ type podDecoder struct {
 	volumes    []corev1.Volume
 	mounts     []corev1.VolumeMount
 	mem        *decoderMemory
+	// envFromCount counts the envFrom sources of all containers, for their bound.
+	envFromCount int
 }
 
 // reuse lets d decode into m's memory, which must hold nothing still in use. Clearing
@@ -372,6 +375,8 @@ func (d *podDecoder) containerList(dst *[]policy.InjectionContainer, cfg *policy
 				return d.envList(&c.Env)
 			case "volumeMounts":
 				return d.mountList(&c.VolumeMounts, cfg)
+			case "envFrom":
+				return d.envFromList(&c.EnvFrom)
 			}
 			return d.r.skip()
 		})
@@ -382,6 +387,46 @@ func (d *podDecoder) containerList(dst *[]policy.InjectionContainer, cfg *policy
 		return err
 	})
 	*dst = part(d.containers, start, *dst)
+	return err
+}
+
+// envFromList reads a container's envFrom sources: the prefix and the name of the
+// ConfigMap or Secret.
+func (d *podDecoder) envFromList(dst *[]policy.InjectionEnvFromSource) error {
+	if d.r.null() {
+		*dst = nil
+		return nil
+	}
+	var out []policy.InjectionEnvFromSource
+	refName := func(into *string) error {
+		return d.r.object(func(name []byte) error {
+			if string(name) == "name" {
+				return d.r.stringInto(into)
+			}
+			return d.r.skip()
+		})
+	}
+	err := d.r.array(func() error {
+		if d.envFromCount == maxPodEnvFrom {
+			return tooMany("envFrom sources in all containers", maxPodEnvFrom)
+		}
+		d.envFromCount++
+		var src policy.InjectionEnvFromSource
+		err := d.r.object(func(name []byte) error {
+			switch string(name) {
+			case "prefix":
+				return d.r.stringInto(&src.Prefix)
+			case "configMapRef":
+				return refName(&src.ConfigMapName)
+			case "secretRef":
+				return refName(&src.SecretName)
+			}
+			return d.r.skip()
+		})
+		out = append(out, src)
+		return err
+	})
+	*dst = out
 	return err
 }
 

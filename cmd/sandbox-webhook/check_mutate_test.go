@@ -173,3 +173,28 @@ func TestCheckMutateRejectsConflictingVolume(t *testing.T) {
 		t.Errorf("denial does not name the field: %s", stderr)
 	}
 }
+
+func TestCheckMutateWarnsAboutEnvFromAndDeniesItWhenConfigured(t *testing.T) {
+	input := filepath.Join(injectGoldens, "envfrom-forbidden-warns", "input.yaml")
+	_, stderr, code := runCheckMutate(t, "-f", input)
+	if code != checkAllowed {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	for _, want := range []string{`container "agent", ConfigMap "vertex-settings", no prefix`, `Secret "claude-settings", prefix "CLAUDE_"`} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("warnings do not mention %s:\n%s", want, stderr)
+		}
+	}
+	if strings.Contains(stderr, "agent-settings") {
+		t.Errorf("the source with prefix OPENSHELL_ drew a warning:\n%s", stderr)
+	}
+
+	config := writeFile(t, t.TempDir(), "config.yaml", "apiVersion: sandbox-webhook.io/v1alpha1\nkind: Config\ngateway:\n  forbiddenEnvFrom: Deny\n")
+	stdout, stderr, code := runCheckMutate(t, "--config", config, "-f", input)
+	if code != checkRejected || stdout != "" {
+		t.Fatalf("with forbiddenEnvFrom Deny: exit %d, stdout %q; want %d and nothing printed", code, stdout, checkRejected)
+	}
+	if !strings.Contains(stderr, "gateway.forbiddenEnvFrom is Deny") {
+		t.Errorf("the denial does not name the config field:\n%s", stderr)
+	}
+}

@@ -26,6 +26,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/sandbox-webhook/sandbox-webhook/examples"
+	"github.com/sandbox-webhook/sandbox-webhook/internal/doctor"
 	"github.com/sandbox-webhook/sandbox-webhook/policy"
 )
 
@@ -222,7 +223,24 @@ func runDemo(ctx context.Context, c client.Client, cfg *policy.Config, d *demoOb
 	for _, line := range columns(rows) {
 		p("  %s", line)
 	}
+	if err := demoDoctor(ctx, c, cfg, out); err != nil {
+		return err
+	}
 	p("done")
+	return nil
+}
+
+// demoDoctor runs `sandbox-webhook doctor` against the dev cluster, as an operator
+// would, and fails the demo when a check fails.
+func demoDoctor(ctx context.Context, c client.Client, cfg *policy.Config, out io.Writer) error {
+	fmt.Fprintln(out, "demo: sandbox-webhook doctor, against this cluster:")
+	report, err := doctorReport(ctx, c, cfg, doctor.Options{}, false, &linePrefixWriter{prefix: "demo:   ", w: out})
+	if err != nil {
+		return fmt.Errorf("demo: doctor: %w", err)
+	}
+	if !report.OK {
+		return fmt.Errorf("demo: doctor found %d failed check(s) in the dev cluster", report.Summary.Failed)
+	}
 	return nil
 }
 

@@ -3,6 +3,7 @@
 //	sandbox-webhook serve --config FILE     run in a cluster
 //	sandbox-webhook dev                     embedded API server + etcd with the webhook installed
 //	sandbox-webhook check -f PATH [...]     offline validation (and --mutate) over YAML files
+//	sandbox-webhook doctor [--namespace NS]  check a live cluster's webhook and tenants
 //	sandbox-webhook --print-config [--config FILE]
 package main
 
@@ -29,6 +30,7 @@ Usage:
   sandbox-webhook serve [--config FILE] [flags]  serve the webhooks and the tenancy reconciler in a cluster
   sandbox-webhook dev [--demo] [flags]           start a local API server + etcd with the webhook installed (--demo: show it at work)
   sandbox-webhook check [--mutate] -f PATH ...   run validation (and mutation) offline over YAML/JSON files
+  sandbox-webhook doctor [-o json] [flags]       check a live cluster: webhook configurations, serving, every tenant's chain, dry runs
   sandbox-webhook --print-config [--config FILE] print the effective configuration and exit
 
 Run "sandbox-webhook COMMAND -h" for a command's flags.
@@ -78,6 +80,8 @@ func dispatch(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		return devCommand(args[1:], stdout, stderr)
 	case "check":
 		return checkCommand(args[1:], stdin, stdout, stderr)
+	case "doctor":
+		return doctorCommand(args[1:], stdout, stderr)
 	case devWatchdogCommand: // started by dev, not listed in the usage
 		return devWatchdogMain(stderr)
 	case "-h", "--help", "help":

@@ -120,7 +120,7 @@ func TestLogFormats(t *testing.T) {
 }
 
 func TestHelpExitsZeroAndListsTheFlags(t *testing.T) {
-	for _, cmd := range []string{"serve", "dev", "check"} {
+	for _, cmd := range []string{"serve", "dev", "check", "doctor"} {
 		var stdout, stderr bytes.Buffer
 		if code := run([]string{cmd, "-h"}, strings.NewReader(""), &stdout, &stderr); code != 0 {
 			t.Errorf("%s -h: exit %d: %s", cmd, code, stderr.String())

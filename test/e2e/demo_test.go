@@ -92,6 +92,41 @@ func TestDevDemoShowsInjectionDenialAndBindingThenStops(t *testing.T) {
 		}
 	})
 
+	t.Run("the demo ends with doctor, which passes", func(t *testing.T) {
+		var lines []string
+		for i, line := range demo {
+			if line == "sandbox-webhook doctor, against this cluster:" {
+				lines = demo[i+1:]
+				break
+			}
+		}
+		if len(lines) == 0 {
+			t.Fatalf("no doctor output in the demo:\n%s", strings.Join(demo, "\n"))
+		}
+		text := strings.Join(lines, "\n")
+		for _, want := range []string{
+			"PASS  MutatingWebhookConfiguration sandbox-webhook: 2 webhooks as shipped",
+			"PASS  caBundle of ValidatingWebhookConfiguration sandbox-webhook: verifies the certificate served at 127.0.0.1:",
+			"SKIP  Deployment: the webhooks are reached by URL https://127.0.0.1:",
+			"PASS  TokenReview allowed: system:serviceaccount:tenant-a:openshell-gateway may create tokenreviews",
+			"PASS  TokenReview allowed: system:serviceaccount:tenant-b:openshell-gateway may create tokenreviews",
+			"PASS  inference credential: usable",
+			"PASS  dry-run sandbox pod: injected in tenant-a",
+			"PASS  dry-run pod with a private key",
+			"OK: ",
+		} {
+			if !strings.Contains(text, want) {
+				t.Errorf("doctor output lacks %q:\n%s", want, text)
+			}
+		}
+		if strings.Contains(text, "FAIL") {
+			t.Errorf("doctor failed a check in the demo:\n%s", text)
+		}
+		if lines[len(lines)-1] != "done" {
+			t.Errorf("the demo does not end with doctor and done: last line %q", lines[len(lines)-1])
+		}
+	})
+
 	t.Run("the binding lists both tenants' gateways", func(t *testing.T) {
 		subjects := map[string]bool{}
 		in := false

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -208,6 +209,42 @@ func TestDevServesUntilInterruptedAndLeavesNoProcessBehind(t *testing.T) {
 	if pod.Annotations["sandbox-webhook.io/injected"] == "" {
 		t.Errorf("no sandbox-webhook.io/injected annotation: %v", pod.Annotations)
 	}
+
+	t.Run("doctor -o json passes against dev", func(t *testing.T) {
+		code, stdout, stderr := runBinary(t, nil, "doctor", "--kubeconfig", kubeconfig, "--namespace", "tenant-dev", "-o", "json")
+		if code != 0 {
+			t.Fatalf("doctor: exit %d\n%s\n%s", code, stdout, stderr)
+		}
+		var report struct {
+			OK      bool `json:"ok"`
+			Summary struct{ Passed, Warned, Failed, Skipped int }
+			Checks  []struct{ Section, Name, Status, Message, Fix string }
+		}
+		if err := json.Unmarshal([]byte(stdout), &report); err != nil {
+			t.Fatalf("doctor -o json: %v\n%s", err, stdout)
+		}
+		if !report.OK || report.Summary.Failed != 0 || report.Summary.Passed < 10 {
+			t.Errorf("doctor: ok %v, summary %+v", report.OK, report.Summary)
+		}
+		statuses := map[string]string{}
+		for _, ch := range report.Checks {
+			statuses[ch.Section+"/"+ch.Name] = ch.Status
+			if ch.Section == "webhook serving" && (ch.Status != "skipped" || !strings.Contains(ch.Message, "reached by URL https://127.0.0.1:")) {
+				t.Errorf("serving line %q: %s %q, want skipped because dev is reached by URL", ch.Name, ch.Status, ch.Message)
+			}
+		}
+		for _, name := range []string{"tenant tenant-dev/binding", "tenant tenant-dev/TokenReview allowed", "end to end/dry-run sandbox pod", "end to end/dry-run pod with a private key", "webhook configurations/caBundle of MutatingWebhookConfiguration sandbox-webhook"} {
+			if statuses[name] != "passed" {
+				t.Errorf("%s: %q, want passed", name, statuses[name])
+			}
+		}
+	})
+	t.Run("doctor fails on a namespace that is no tenant", func(t *testing.T) {
+		code, stdout, _ := runBinary(t, nil, "doctor", "--kubeconfig", kubeconfig, "--namespace", "default")
+		if code != 1 || !strings.Contains(stdout, "fix: kubectl label namespace default sandbox-webhook.io/tenant=true") {
+			t.Errorf("doctor --namespace default: exit %d, want 1 with the label fix:\n%s", code, stdout)
+		}
+	})
 
 	for _, proc := range started {
 		if !proc.alive() {
