@@ -69,8 +69,8 @@ func StartServe(c *ControlPlane, binary string, extraArgs ...string) (*Serve, er
 		if err != nil {
 			return nil, err
 		}
-		defer l.Close()
 		ports[i] = l.Addr().(*net.TCPAddr).Port
+		l.Close()
 	}
 	s := &Serve{Out: &SyncBuffer{}, Port: ports[0], Health: ports[1], Metrics: ports[2], CAPEM: bundle.CAPEM, dir: dir}
 	args := append([]string{"serve", "--config", configPath, "--kubeconfig", kubeconfigPath,
@@ -90,8 +90,9 @@ func StartServe(c *ControlPlane, binary string, extraArgs ...string) (*Serve, er
 	s.TLS = &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"}
 	s.Client = &http.Client{Transport: &http.Transport{TLSClientConfig: s.TLS.Clone(), ForceAttemptHTTP2: true, MaxIdleConnsPerHost: 64}, Timeout: 60 * time.Second}
 	deadline := time.Now().Add(90 * time.Second)
+	probe := &http.Client{Timeout: 5 * time.Second}
 	for {
-		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/readyz", s.Health))
+		resp, err := probe.Get(fmt.Sprintf("http://127.0.0.1:%d/readyz", s.Health))
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
