@@ -63,13 +63,18 @@ func StartServe(c *ControlPlane, binary string, extraArgs ...string) (*Serve, er
 			return nil, err
 		}
 	}
+	// Three distinct free ports: held together while picked, freed before serve binds.
 	var ports [3]int
+	var held []net.Listener
 	for i := range ports {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			return nil, err
 		}
+		held = append(held, l)
 		ports[i] = l.Addr().(*net.TCPAddr).Port
+	}
+	for _, l := range held {
 		l.Close()
 	}
 	s := &Serve{Out: &SyncBuffer{}, Port: ports[0], Health: ports[1], Metrics: ports[2], CAPEM: bundle.CAPEM, dir: dir}
