@@ -451,7 +451,8 @@ func collectBlob(text []byte, i int) ([]byte, int) {
 }
 
 func (s *keyScanner) examineBlob(before, blob []byte, depth int) error {
-	if err := s.candidate(); err != nil {
+	// A decode, a classification and a search for each signature.
+	if err := s.charge(workPerCandidate + 3*len(blob)); err != nil {
 		return err
 	}
 	url := bytes.ContainsAny(blob, "-_")
@@ -492,6 +493,9 @@ func (s *keyScanner) examineBlob(before, blob []byte, depth int) error {
 			continue
 		}
 		tried[a] = true
+		if err := s.charge(len(blob)); err != nil {
+			return err
+		}
 		if err := s.examineBase64At(blob[a:], false, depth); err != nil {
 			return err
 		}

@@ -28,7 +28,7 @@ func FuzzDetectPrivateKeys(f *testing.F) {
 		func(s string) string { return strings.ReplaceAll(s, "\n", " ") },
 	}
 	cfg := DefaultConfig()
-	cfg.PrivateKeys.MaxCandidates = 256
+	cfg.PrivateKeys.WorkPerByte = 8
 	f.Fuzz(func(t *testing.T, prefix, suffix []byte, which, enc uint8) {
 		k := fx[int(which)%len(fx)]
 		value := string(prefix) + encodings[int(enc)%len(encodings)](k.text) + string(suffix)
