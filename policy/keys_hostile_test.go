@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -83,6 +84,10 @@ var hostileFamilies = []hostileFamily{
 		return configMapWith(repeatTo(n, func(int) string {
 			return `{"kty":"oct","k":"` + base64.RawURLEncoding.EncodeToString(randomBytes(rng, 16)) + `"} `
 		}))
+	}, mayPass | mayLimit},
+	{"small-jwks-as-array", func(_ *rand.Rand, n int) []byte {
+		jwk := `{"kty":"oct","k":"AAAAAAAAAAAAAAAAAAAAAA"}`
+		return []byte(`{"kind":"ConfigMap","keys":[` + jwk + strings.Repeat(","+jwk, n/(len(jwk)+1)) + "]}")
 	}, mayPass | mayLimit},
 	{"age-keys", func(rng *rand.Rand, n int) []byte {
 		return configMapWith(repeatTo(n, func(int) string {
@@ -168,6 +173,22 @@ func allowedVerdict(t *testing.T, v verdict, findings []KeyFinding, err error) s
 	return err.Error()
 }
 
+// allocBound is the most the scanner may allocate for an object of n bytes: findings,
+// decoded copies and the reader's state grow with the object; pools, first uses and
+// whatever else the process allocates meanwhile fit in the constant.
+func allocBound(n int) uint64 {
+	return 64*uint64(n) + 8<<20
+}
+
+// measuredDetect runs detection once and returns what it allocated.
+func measuredDetect(raw []byte, cfg *Config) ([]KeyFinding, int, uint64, error) {
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	findings, work, err := detectPrivateKeys(nil, raw, "ConfigMap", cfg)
+	runtime.ReadMemStats(&after)
+	return findings, work, after.TotalAlloc - before.TotalAlloc, err
+}
+
 // workBound is the most work the scanner may do on an object of n bytes: its budget
 // and the last charge that overran it.
 func workBound(n, perByte int) int {
@@ -189,17 +210,21 @@ func TestDetectPrivateKeysHostileFamiliesStayWithinLinearWork(t *testing.T) {
 			large := fam.build(rand.New(rand.NewPCG(hostileSeed, 2)), 1<<20)
 			var works [2]int
 			var ends [2]string
+			var allocs [2]uint64
 			for i, raw := range [][]byte{small, large} {
-				findings, work, err := detectPrivateKeys(nil, raw, "ConfigMap", cfg)
+				findings, work, alloc, err := measuredDetect(raw, cfg)
 				ends[i] = allowedVerdict(t, fam.verdict, findings, err)
 				if bound := workBound(len(raw), per); work > bound {
 					t.Fatalf("%d bytes: work %d over the linear bound %d", len(raw), work, bound)
 				}
-				works[i] = work
+				if bound := allocBound(len(raw)); alloc > bound {
+					t.Fatalf("%d bytes: allocated %d, over the linear bound %d", len(raw), alloc, bound)
+				}
+				works[i], allocs[i] = work, alloc
 			}
-			t.Logf("%d bytes: work %d (%.1f/byte), %s; %d bytes: work %d (%.1f/byte), %s",
+			t.Logf("%d bytes: work %d (%.1f/byte), %s; %d bytes: work %d (%.1f/byte), allocated %.1f/byte, %s",
 				len(small), works[0], float64(works[0])/float64(len(small)), ends[0],
-				len(large), works[1], float64(works[1])/float64(len(large)), ends[1])
+				len(large), works[1], float64(works[1])/float64(len(large)), float64(allocs[1])/float64(len(large)), ends[1])
 			// Four times the bytes: at most four times the work, and the allowance.
 			if ratio := float64(len(large)) / float64(len(small)); float64(works[1]) > 1.1*ratio*float64(works[0])+workBase {
 				t.Fatalf("work grows faster than the object: %d for %d bytes, %d for %d", works[0], len(small), works[1], len(large))
