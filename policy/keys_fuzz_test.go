@@ -92,11 +92,11 @@ func FuzzDetectPrivateKeysRaw(f *testing.F) {
 // in the middle: the work counted stays under workBound and the bytes allocated under
 // allocBound, both linear in the input; nothing panics; and no error, finding or message
 // holds 8 characters of the key that the fuzzed bytes do not hold themselves. The
-// seeds are the hostile families at 16 KiB.
+// seeds are the hostile families at 2 KiB.
 func FuzzDetectPrivateKeysCost(f *testing.F) {
 	fx := keyFixtures(f)
 	for i, fam := range hostileFamilies {
-		f.Add(fam.build(rand.New(rand.NewPCG(hostileSeed, uint64(i))), 16<<10), uint8(i))
+		f.Add(fam.build(rand.New(rand.NewPCG(hostileSeed, uint64(i))), 2<<10), uint8(i))
 	}
 	f.Add([]byte(`{"data":{"a":"`), uint8(0))
 	f.Add([]byte(`["`), uint8(3))
