@@ -13,12 +13,15 @@ const (
 	// workPerCandidate is what a candidate costs over the bytes it makes the scanner
 	// examine: a call, a decode buffer, a classification.
 	workPerCandidate = 256
-	// workPerFinding is what a finding costs: a digest, a field path and a set entry.
-	workPerFinding = 512
+	// workPerFinding is what a finding costs: a digest, a fingerprint, a field path,
+	// a set entry and their allocations take about as long as reading 3 KiB.
+	workPerFinding = 3072
+	// workPerNestedWalk is what setting up a reader for JSON text inside a string costs.
+	workPerNestedWalk = 1024
 	// workCheckInterval is how much work passes between two looks at the deadline.
 	workCheckInterval = 64 << 10
 	// defaultWorkPerByte is privateKeys.workPerByte when the config leaves it unset.
-	defaultWorkPerByte = 24
+	defaultWorkPerByte = 16
 )
 
 // ReasonDeadline is the reason of the *KeyLimitError returned when the done channel of

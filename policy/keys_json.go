@@ -566,6 +566,9 @@ func (w *jsonWalker) jwk(f *objectFacts) {
 	default:
 		return
 	}
+	if !s.spend(workPerCandidate + 2*len(material)) {
+		return
+	}
 	raw, err := base64.RawURLEncoding.DecodeString(string(bytes.TrimRight(material, "=")))
 	if err != nil || len(raw) < 16 {
 		return

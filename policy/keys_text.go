@@ -556,6 +556,10 @@ func (s *keyScanner) walkNested(b []byte, depth int) (int, error) {
 	}
 	s.nested++
 	defer func() { s.nested-- }()
+	// Setting up a reader costs about as much as reading a KiB.
+	if err := s.charge(workPerNestedWalk); err != nil {
+		return 0, err
+	}
 	mark := len(s.findings)
 	r := nestedReaders.Get().(*jsonReader)
 	defer r.releaseNested()
@@ -816,10 +820,6 @@ func (s *keyScanner) scanPEM(text []byte, masked [][2]int) ([][2]int, error) {
 			continue
 		}
 		label := m.labelBytes()
-		// Examining a body reads it a few times: headers, lines, base64.
-		if err := s.charge(4 * (end.start - m.end)); err != nil {
-			return nil, err
-		}
 		switch {
 		case s.examineBlock(label, text[m.end:end.start]):
 			masked = append(masked, [2]int{m.start, end.end})
@@ -846,6 +846,13 @@ func isPublicLabel(label []byte) bool {
 // examineBlock examines a block whose label says it holds a key, and reports whether
 // the label did.
 func (s *keyScanner) examineBlock(label, body []byte) bool {
+	if !bytes.Contains(label, []byte("KEY")) {
+		return false
+	}
+	// Examining a body reads it a few times: headers, lines, base64.
+	if !s.spend(4 * len(body)) {
+		return true
+	}
 	switch {
 	case string(label) == "PGP PRIVATE KEY BLOCK":
 		s.examinePGP(body)
@@ -1307,6 +1314,9 @@ func (s *keyScanner) scanAge(text []byte) {
 				e++
 			}
 			from = e
+			if !s.spend(workPerCandidate + 4*(e-k)) {
+				return
+			}
 			if data, ok := bech32Decode(text[k:e]); ok && len(data) >= 16 {
 				s.add(KindAge, sha256.Sum256(data), false)
 			}
@@ -1316,24 +1326,46 @@ func (s *keyScanner) scanAge(text []byte) {
 
 const bech32Charset = "qpzry9x8gf2tvdw0s3jn54khce6mua7l"
 
+// bech32Values maps each byte to its value in bech32Charset, or -1.
+var bech32Values = func() (t [256]int8) {
+	for i := range t {
+		t[i] = -1
+	}
+	for i := 0; i < len(bech32Charset); i++ {
+		t[bech32Charset[i]] = int8(i)
+	}
+	return t
+}()
+
 // bech32Decode verifies a Bech32 or Bech32m string and returns its payload in bytes.
 func bech32Decode(tok []byte) ([]byte, bool) {
 	sep := bytes.LastIndexByte(tok, '1')
 	if sep < 1 || len(tok)-sep-1 < 7 {
 		return nil, false
 	}
-	lower := bytes.ToLower(tok)
-	if !bytes.Equal(lower, tok) && !bytes.Equal(bytes.ToUpper(tok), tok) {
+	// One case throughout; read in lower case.
+	hasUpper, hasLower := false, false
+	for _, c := range tok {
+		hasUpper = hasUpper || c >= 'A' && c <= 'Z'
+		hasLower = hasLower || c >= 'a' && c <= 'z'
+	}
+	if hasUpper && hasLower {
 		return nil, false
 	}
-	hrp, data := lower[:sep], lower[sep+1:]
+	lower := func(c byte) byte {
+		if c >= 'A' && c <= 'Z' {
+			return c + 32
+		}
+		return c
+	}
+	hrp, data := tok[:sep], tok[sep+1:]
 	vals := make([]byte, len(data))
 	for i, c := range data {
-		k := strings.IndexByte(bech32Charset, c)
-		if k < 0 {
+		v := bech32Values[lower(c)]
+		if v < 0 {
 			return nil, false
 		}
-		vals[i] = byte(k)
+		vals[i] = byte(v)
 	}
 	chk := uint32(1)
 	poly := func(v byte) {
@@ -1347,11 +1379,11 @@ func bech32Decode(tok []byte) ([]byte, bool) {
 		}
 	}
 	for _, c := range hrp {
-		poly(c >> 5)
+		poly(lower(c) >> 5)
 	}
 	poly(0)
 	for _, c := range hrp {
-		poly(c & 31)
+		poly(lower(c) & 31)
 	}
 	for _, v := range vals {
 		poly(v)
