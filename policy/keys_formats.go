@@ -451,7 +451,7 @@ func collectBlob(text []byte, i int) ([]byte, int) {
 }
 
 func (s *keyScanner) examineBlob(before, blob []byte, depth int) error {
-	// A decode, a classification and a search for each signature.
+	// A decode, a classification and a pass for the signatures.
 	if err := s.charge(workPerCandidate + 3*len(blob)); err != nil {
 		return err
 	}
@@ -482,25 +482,60 @@ func (s *keyScanner) examineBlob(before, blob []byte, depth int) error {
 	}
 	// The key may start at another alignment than the run (base64 of longer text, or
 	// characters glued in front).
+	// One pass over the run finds every place a signature starts; each alignment is
+	// examined once.
 	tried := [4]bool{true}
-	for _, sig := range signatures {
-		p := bytes.Index(blob, sig.enc)
-		if p < 0 || p < sig.lead {
+	for p := 0; p+3 <= len(blob) && tried != [4]bool{true, true, true, true}; p++ {
+		if !signatureStarts(blob[p], blob[p+1], blob[p+2]) {
 			continue
 		}
-		a := (p - sig.lead) % 4
-		if tried[a] {
-			continue
-		}
-		tried[a] = true
-		if err := s.charge(len(blob)); err != nil {
-			return err
-		}
-		if err := s.examineBase64At(blob[a:], false, depth); err != nil {
-			return err
+		for _, sig := range signatures {
+			if p < sig.lead || !bytes.HasPrefix(blob[p:], sig.enc) {
+				continue
+			}
+			a := (p - sig.lead) % 4
+			if tried[a] {
+				continue
+			}
+			tried[a] = true
+			if err := s.charge(len(blob)); err != nil {
+				return err
+			}
+			if err := s.examineBase64At(blob[a:], false, depth); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
+}
+
+// signatureStart marks the first three characters of every signature, by their
+// values in the standard base64 alphabet.
+var signatureStart = func() (t [1 << 18 / 64]uint64) {
+	for _, sig := range signatures {
+		i := b64Triple(sig.enc[0], sig.enc[1], sig.enc[2])
+		t[i/64] |= 1 << (i % 64)
+	}
+	return t
+}()
+
+// b64StdValue is the value of each character of the standard base64 alphabet; the
+// others read as 0, which only costs a comparison with a signature.
+var b64StdValue = func() (t [256]uint32) {
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+	for i := 0; i < len(alphabet); i++ {
+		t[alphabet[i]] = uint32(i)
+	}
+	return t
+}()
+
+func b64Triple(a, b, c byte) uint32 {
+	return b64StdValue[a]<<12 | b64StdValue[b]<<6 | b64StdValue[c]
+}
+
+func signatureStarts(a, b, c byte) bool {
+	i := b64Triple(a, b, c)
+	return signatureStart[i/64]&(1<<(i%64)) != 0
 }
 
 func (s *keyScanner) examineBase64At(b64 []byte, url bool, depth int) error {
