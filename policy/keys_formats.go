@@ -490,13 +490,10 @@ func (s *keyScanner) examineBlob(before, blob []byte, depth int) error {
 			continue
 		}
 		for _, sig := range signatures {
-			if p < sig.lead || !bytes.HasPrefix(blob[p:], sig.enc) {
+			if p < sig.lead || tried[(p-sig.lead)%4] || !bytes.HasPrefix(blob[p:], sig.enc) {
 				continue
 			}
 			a := (p - sig.lead) % 4
-			if tried[a] {
-				continue
-			}
 			tried[a] = true
 			if err := s.charge(len(blob)); err != nil {
 				return err
