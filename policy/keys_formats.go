@@ -484,17 +484,21 @@ func (s *keyScanner) examineBlob(before, blob []byte, depth int) error {
 	// characters glued in front).
 	// One pass over the run finds every place a signature starts; each alignment is
 	// examined once.
-	tried := [4]bool{true}
-	for p := 0; p+3 <= len(blob) && tried != [4]bool{true, true, true, true}; p++ {
-		if !signatureStarts(blob[p], blob[p+1], blob[p+2]) {
+	tried, left := [4]bool{true}, 3
+	var v uint32 // the values of the three characters from p, six bits each
+	for q := 0; q < len(blob) && left > 0; q++ {
+		v = (v<<6 | b64StdValue[blob[q]]) & (1<<18 - 1)
+		p := q - 2
+		if p < 0 || signatureStart[v/64]&(1<<(v%64)) == 0 {
 			continue
 		}
-		for _, sig := range signatures {
+		for _, i := range signaturesByStart[v] {
+			sig := signatures[i]
 			if p < sig.lead || tried[(p-sig.lead)%4] || !bytes.HasPrefix(blob[p:], sig.enc) {
 				continue
 			}
 			a := (p - sig.lead) % 4
-			tried[a] = true
+			tried[a], left = true, left-1
 			if err := s.charge(len(blob)); err != nil {
 				return err
 			}
@@ -507,14 +511,20 @@ func (s *keyScanner) examineBlob(before, blob []byte, depth int) error {
 }
 
 // signatureStart marks the first three characters of every signature, by their
-// values in the standard base64 alphabet.
-var signatureStart = func() (t [1 << 18 / 64]uint64) {
-	for _, sig := range signatures {
+// values in the standard base64 alphabet; signaturesByStart lists the signatures that
+// start with each.
+var (
+	signatureStart    [1 << 18 / 64]uint64
+	signaturesByStart = map[uint32][]int{}
+)
+
+func init() {
+	for k, sig := range signatures {
 		i := b64Triple(sig.enc[0], sig.enc[1], sig.enc[2])
-		t[i/64] |= 1 << (i % 64)
+		signatureStart[i/64] |= 1 << (i % 64)
+		signaturesByStart[i] = append(signaturesByStart[i], k)
 	}
-	return t
-}()
+}
 
 // b64StdValue is the value of each character of the standard base64 alphabet; the
 // others read as 0, which only costs a comparison with a signature.
@@ -528,11 +538,6 @@ var b64StdValue = func() (t [256]uint32) {
 
 func b64Triple(a, b, c byte) uint32 {
 	return b64StdValue[a]<<12 | b64StdValue[b]<<6 | b64StdValue[c]
-}
-
-func signatureStarts(a, b, c byte) bool {
-	i := b64Triple(a, b, c)
-	return signatureStart[i/64]&(1<<(i%64)) != 0
 }
 
 func (s *keyScanner) examineBase64At(b64 []byte, url bool, depth int) error {
