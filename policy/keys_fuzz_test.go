@@ -92,7 +92,8 @@ func FuzzDetectPrivateKeysRaw(f *testing.F) {
 // in the middle: the work counted stays under workBound and the bytes allocated under
 // allocBound, both linear in the input; nothing panics; and no error, finding or message
 // holds 8 characters of the key that the fuzzed bytes do not hold themselves. The
-// seeds are the hostile families at 2 KiB.
+// seeds are the hostile families at 2 KiB. Run it with -fuzzminimizetime of a few
+// seconds: minimizing a large input otherwise takes most of the run.
 func FuzzDetectPrivateKeysCost(f *testing.F) {
 	fx := keyFixtures(f)
 	for i, fam := range hostileFamilies {

@@ -645,6 +645,26 @@ func TestDetectPrivateKeysPuTTYOnOneLineBlobStartingWithDigits(t *testing.T) {
 	}
 }
 
+// TestDetectPrivateKeysPuTTYWithDecoyHeaders checks that a second header or an
+// "Encryption: none" in a comment does not hide an encrypted PuTTY key: a file runs from
+// its first header to its private lines, and every reading its headers allow is tried.
+func TestDetectPrivateKeysPuTTYWithDecoyHeaders(t *testing.T) {
+	blob := make([]byte, 48)
+	for i := range blob {
+		blob[i] = byte(0x5d + 17*i)
+	}
+	text := "PuTTY-User-Key-File-2: ssh-ed25519\nEncryption: aes256-cbc\nComment: PuTTY-User-Key-File-3: x, Encryption: none\nPublic-Lines: 1\n" +
+		"AAAAC3NzaC1lZDI1NTE5AAAAIGw0eXh1b3d0a2V5Zm9yYWdlbnRzYW5kYm94c2lnbmluZw==\n" +
+		"Private-Lines: 1\n" + base64.StdEncoding.EncodeToString(blob) + "\nPrivate-MAC: " + strings.Repeat("ab", 20) + "\n"
+	findings, err := detect(t, keyLocations[0].build(text), "Pod", DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := keyFingerprint(sha256.Sum256(blob)); len(findings) != 1 || findings[0].Kind != KindPuTTYEncrypted || findings[0].Fingerprint != want {
+		t.Fatalf("want the encrypted PuTTY key %s, got %+v", want, findings)
+	}
+}
+
 // The filter for short string values agrees with the full one on text built from the
 // pieces of every trigger.
 func TestMayHoldKeyShortAgreesWithMayHoldKey(t *testing.T) {
