@@ -399,9 +399,22 @@ func afterEscapedBreak(text []byte, i int) bool {
 }
 
 // collectBlob gathers the base64 characters from i: one run, or several runs separated
-// by line breaks (real or escaped) or spaces when they look like wrapped lines.
+// by line breaks (real or escaped) or spaces when they look like wrapped lines. Runs that
+// are joined are copied once, into a buffer of the size they need.
 func collectBlob(text []byte, i int) ([]byte, int) {
-	var blob []byte
+	n, runs, next := blobRuns(text, i, nil)
+	if runs == 1 {
+		return text[i : i+n], next
+	}
+	blob := make([]byte, 0, n)
+	blobRuns(text, i, func(run []byte) { blob = append(blob, run...) })
+	return blob, next
+}
+
+// blobRuns walks the runs that make one blob from i, handing each to add if it is not
+// nil. It returns how many base64 characters they hold, how many runs there are and
+// where the blob ends.
+func blobRuns(text []byte, i int, add func(run []byte)) (n, runs, next int) {
 	for {
 		j := i
 		for j < len(text) && b64Class[text[j]] {
@@ -411,14 +424,12 @@ func collectBlob(text []byte, i int) ([]byte, int) {
 		for j < len(text) && text[j] == '=' {
 			j++
 		}
-		padded := j > i+len(run)
-		if blob == nil {
-			blob = run
-		} else {
-			blob = append(blob, run...)
+		n, runs = n+len(run), runs+1
+		if add != nil {
+			add(run)
 		}
-		if padded || len(run) < minWrapLine {
-			return blob, j
+		if j > i+len(run) || len(run) < minWrapLine {
+			return n, runs, j // padded, or too short to be a wrapped line
 		}
 		// Skip one separator: whitespace, or an escaped line break.
 		k := j
@@ -441,10 +452,7 @@ func collectBlob(text []byte, i int) ([]byte, int) {
 			break
 		}
 		if k == j || k >= len(text) || !b64Class[text[k]] {
-			return blob, j
-		}
-		if len(blob) == len(run) {
-			blob = append([]byte(nil), blob...)
+			return n, runs, j
 		}
 		i = k
 	}

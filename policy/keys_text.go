@@ -1369,14 +1369,13 @@ func bech32Decode(tok []byte) ([]byte, bool) {
 	}
 	chk := uint32(1)
 	poly := func(v byte) {
-		gen := [5]uint32{0x3b6a57b2, 0x26508e6d, 0x1ea119fa, 0x3d4233dd, 0x2a1462b3}
 		b := chk >> 25
 		chk = (chk&0x1ffffff)<<5 ^ uint32(v)
-		for i := 0; i < 5; i++ {
-			if (b>>i)&1 == 1 {
-				chk ^= gen[i]
-			}
-		}
+		chk ^= 0x3b6a57b2 & -(b & 1)
+		chk ^= 0x26508e6d & -(b >> 1 & 1)
+		chk ^= 0x1ea119fa & -(b >> 2 & 1)
+		chk ^= 0x3d4233dd & -(b >> 3 & 1)
+		chk ^= 0x2a1462b3 & -(b >> 4 & 1)
 	}
 	for _, c := range hrp {
 		poly(lower(c) >> 5)
