@@ -173,8 +173,10 @@ type PrivateKeyConfig struct {
 	AllowedFingerprints []string `json:"allowedFingerprints,omitempty"`
 	// MaxObjectBytes: a larger object is denied, never allowed uninspected.
 	MaxObjectBytes int `json:"maxObjectBytes"`
-	// MaxCandidates caps the key candidates examined per object.
-	MaxCandidates int `json:"maxCandidates"`
+	// WorkPerByte bounds the work of inspecting an object: about WorkPerByte bytes
+	// examined per byte of the object (plus a fixed allowance), candidates and findings
+	// included. An object that needs more is denied, never allowed uninspected.
+	WorkPerByte int `json:"workPerByte"`
 	// MaxDecodeDepth caps nested decoding (base64 in base64, and so on).
 	MaxDecodeDepth int `json:"maxDecodeDepth"`
 }
@@ -291,7 +293,7 @@ func (c *Config) Default() {
 
 	k := &c.PrivateKeys
 	setInt(&k.MaxObjectBytes, 3<<20)
-	setInt(&k.MaxCandidates, 4096)
+	setInt(&k.WorkPerByte, defaultWorkPerByte)
 	setInt(&k.MaxDecodeDepth, 4)
 
 	tn := &c.Tenancy
@@ -475,8 +477,8 @@ func (c *Config) Validate() error {
 	if k.MaxObjectBytes < 1024 || k.MaxObjectBytes > 64<<20 {
 		errs = append(errs, field.Invalid(at("privateKeys", "maxObjectBytes"), k.MaxObjectBytes, "must be between 1024 and 67108864"))
 	}
-	if k.MaxCandidates < 1 || k.MaxCandidates > 1<<20 {
-		errs = append(errs, field.Invalid(at("privateKeys", "maxCandidates"), k.MaxCandidates, "must be between 1 and 1048576"))
+	if k.WorkPerByte < 4 || k.WorkPerByte > 1024 {
+		errs = append(errs, field.Invalid(at("privateKeys", "workPerByte"), k.WorkPerByte, "must be between 4 and 1024"))
 	}
 	if k.MaxDecodeDepth < 1 || k.MaxDecodeDepth > 8 {
 		errs = append(errs, field.Invalid(at("privateKeys", "maxDecodeDepth"), k.MaxDecodeDepth, "must be between 1 and 8"))

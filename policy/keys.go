@@ -106,31 +106,57 @@ const (
 // JSON gives another error. Neither the findings nor the errors hold key material.
 // Findings on cfg.PrivateKeys.AllowedFingerprints are returned with Allowed set.
 func DetectPrivateKeys(raw []byte, kind string, cfg *Config) ([]KeyFinding, error) {
+	return DetectPrivateKeysUntil(nil, raw, kind, cfg)
+}
+
+// DetectPrivateKeysUntil is DetectPrivateKeys that gives up once done is closed: it
+// then returns a *KeyLimitError whose Reason is ReasonDeadline, and the object counts
+// as not inspected. A nil done never closes.
+func DetectPrivateKeysUntil(done <-chan struct{}, raw []byte, kind string, cfg *Config) ([]KeyFinding, error) {
+	findings, _, err := detectPrivateKeys(done, raw, kind, cfg)
+	return findings, err
+}
+
+// detectPrivateKeys is DetectPrivateKeysUntil that also returns the work the scan cost.
+func detectPrivateKeys(done <-chan struct{}, raw []byte, kind string, cfg *Config) ([]KeyFinding, int, error) {
 	if kind == "Secret" {
-		return nil, nil
+		return nil, 0, nil
 	}
 	limits := cfg.PrivateKeys
 	if limits.MaxObjectBytes > 0 && len(raw) > limits.MaxObjectBytes {
-		return nil, &KeyLimitError{Reason: fmt.Sprintf("the object is %d bytes, over the limit of %d (privateKeys.maxObjectBytes)", len(raw), limits.MaxObjectBytes)}
+		return nil, 0, &KeyLimitError{Reason: fmt.Sprintf("the object is %d bytes, over the limit of %d (privateKeys.maxObjectBytes)", len(raw), limits.MaxObjectBytes)}
 	}
 	// Where a key could start; a clean object ends here without allocating. \uXXXX
 	// escapes can hide a trigger from the raw bytes: the walk looks behind them.
 	if !mayHoldKey(raw) && !hasUnicodeEscape(raw) {
-		return nil, nil
+		return nil, len(raw), nil
 	}
 	s := scannerPool.Get().(*keyScanner)
 	defer s.release()
-	s.maxCandidates, s.maxDepth = limits.MaxCandidates, limits.MaxDecodeDepth
-	if s.maxCandidates <= 0 {
-		s.maxCandidates = 4096
-	}
+	s.maxDepth = limits.MaxDecodeDepth
 	if s.maxDepth <= 0 {
 		s.maxDepth = 4
 	}
-	if err := s.scanObject(raw); err != nil {
-		return nil, err
+	s.perByte = limits.WorkPerByte
+	if s.perByte <= 0 {
+		s.perByte = defaultWorkPerByte
 	}
-	findings := dedupeFindings(s.findings)
+	s.budget = workBudget(len(raw), s.perByte)
+	s.done = done
+	// The filter above read the object once.
+	s.work, s.nextCheck = 0, 0
+	if !s.spend(len(raw)) {
+		return nil, s.work, s.err
+	}
+	err := s.scanObject(raw)
+	if s.err != nil {
+		// Over the budget somewhere, even where the error was not passed up.
+		err = s.err
+	}
+	if err != nil {
+		return nil, s.work, err
+	}
+	findings := s.findings
 	for i := range findings {
 		f := &findings[i]
 		for _, allowed := range limits.AllowedFingerprints {
@@ -139,7 +165,7 @@ func DetectPrivateKeys(raw []byte, kind string, cfg *Config) ([]KeyFinding, erro
 			}
 		}
 	}
-	return findings, nil
+	return findings, s.work, nil
 }
 
 // scannerPool keeps scanners, and the path buffers inside them, from one object to the
@@ -155,8 +181,10 @@ var scannerPool = sync.Pool{New: func() any {
 func (s *keyScanner) release() {
 	clear(s.pathBuf[:])
 	s.path = s.pathBuf[:0]
-	s.findings = nil
-	s.candidates, s.nested, s.field = 0, 0, ""
+	s.findings, s.seen, s.done, s.err = nil, nil, nil, nil
+	s.nested, s.field = 0, ""
+	s.work, s.budget, s.nextCheck = 0, 0, 0
+	s.openPrivate = false
 	scannerPool.Put(s)
 }
 
@@ -204,23 +232,4 @@ func fingerprintMatches(allowed string, d [sha256.Size]byte) bool {
 		return false
 	}
 	return strings.HasPrefix(hex.EncodeToString(d[:]), strings.ToLower(h))
-}
-
-// dedupeFindings drops a key reported twice for the same field (a text that is scanned
-// both as it is and percent-decoded, say).
-func dedupeFindings(fs []KeyFinding) []KeyFinding {
-	out := fs[:0]
-	for _, f := range fs {
-		dup := false
-		for _, g := range out {
-			if g.Field == f.Field && g.digest == f.digest {
-				dup = true
-				break
-			}
-		}
-		if !dup {
-			out = append(out, f)
-		}
-	}
-	return out
 }

@@ -3,6 +3,7 @@ package policy
 import (
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"strings"
 	"testing"
 )
@@ -104,4 +105,41 @@ func BenchmarkKeyDetect1MiBWith1000FakeMarkers(b *testing.B) {
 
 func BenchmarkKeyDetect2MiBWith2000FakeMarkers(b *testing.B) {
 	benchmarkDetect(b, fakeMarkerObject(2<<20, 2000), DefaultConfig(), 0)
+}
+
+// reportPerKiB reports the time per KiB of the object, the figure to compare between an
+// attack and a clean object of the same size, and the work the scanner counted.
+func reportPerKiB(b *testing.B, raw []byte) {
+	b.Helper()
+	cfg := DefaultConfig()
+	_, work, _ := detectPrivateKeys(nil, raw, "ConfigMap", cfg)
+	b.SetBytes(int64(len(raw)))
+	b.ReportAllocs()
+	for b.Loop() {
+		_, _ = DetectPrivateKeys(raw, "ConfigMap", cfg)
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/(float64(len(raw))/1024), "ns/KiB")
+	b.ReportMetric(float64(work)/float64(len(raw)), "work/byte")
+}
+
+// BenchmarkKeyDetectHostile1MiB runs each hostile family at about 1 MiB. Its ns/KiB is
+// to be read against BenchmarkKeyDetectClean1MiB's.
+func BenchmarkKeyDetectHostile1MiB(b *testing.B) {
+	for i, fam := range hostileFamilies {
+		raw := fam.build(rand.New(rand.NewPCG(hostileSeed, uint64(i))), 1<<20)
+		b.Run(fam.name, func(b *testing.B) { reportPerKiB(b, raw) })
+	}
+}
+
+// BenchmarkKeyDetectClean1MiB runs clean objects of about 1 MiB: one whose every pass has
+// something to read, one that the filter in front passes without a walk, and a
+// package-lock.json.
+func BenchmarkKeyDetectClean1MiB(b *testing.B) {
+	for name, raw := range map[string][]byte{
+		"configmap":    benignConfigMap(b, 1<<20),
+		"text":         configMapWith(loremTo(1 << 20)),
+		"package-lock": packageLock(b, 1<<20),
+	} {
+		b.Run(name, func(b *testing.B) { reportPerKiB(b, raw) })
+	}
 }

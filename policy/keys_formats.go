@@ -399,9 +399,22 @@ func afterEscapedBreak(text []byte, i int) bool {
 }
 
 // collectBlob gathers the base64 characters from i: one run, or several runs separated
-// by line breaks (real or escaped) or spaces when they look like wrapped lines.
+// by line breaks (real or escaped) or spaces when they look like wrapped lines. Runs that
+// are joined are copied once, into a buffer of the size they need.
 func collectBlob(text []byte, i int) ([]byte, int) {
-	var blob []byte
+	n, runs, next := blobRuns(text, i, nil)
+	if runs == 1 {
+		return text[i : i+n], next
+	}
+	blob := make([]byte, 0, n)
+	blobRuns(text, i, func(run []byte) { blob = append(blob, run...) })
+	return blob, next
+}
+
+// blobRuns walks the runs that make one blob from i, handing each to add if it is not
+// nil. It returns how many base64 characters they hold, how many runs there are and
+// where the blob ends.
+func blobRuns(text []byte, i int, add func(run []byte)) (n, runs, next int) {
 	for {
 		j := i
 		for j < len(text) && b64Class[text[j]] {
@@ -411,14 +424,12 @@ func collectBlob(text []byte, i int) ([]byte, int) {
 		for j < len(text) && text[j] == '=' {
 			j++
 		}
-		padded := j > i+len(run)
-		if blob == nil {
-			blob = run
-		} else {
-			blob = append(blob, run...)
+		n, runs = n+len(run), runs+1
+		if add != nil {
+			add(run)
 		}
-		if padded || len(run) < minWrapLine {
-			return blob, j
+		if j > i+len(run) || len(run) < minWrapLine {
+			return n, runs, j // padded, or too short to be a wrapped line
 		}
 		// Skip one separator: whitespace, or an escaped line break.
 		k := j
@@ -441,17 +452,15 @@ func collectBlob(text []byte, i int) ([]byte, int) {
 			break
 		}
 		if k == j || k >= len(text) || !b64Class[text[k]] {
-			return blob, j
-		}
-		if len(blob) == len(run) {
-			blob = append([]byte(nil), blob...)
+			return n, runs, j
 		}
 		i = k
 	}
 }
 
 func (s *keyScanner) examineBlob(before, blob []byte, depth int) error {
-	if err := s.candidate(); err != nil {
+	// A decode, a classification and a pass for the signatures.
+	if err := s.charge(workPerCandidate + 3*len(blob)); err != nil {
 		return err
 	}
 	url := bytes.ContainsAny(blob, "-_")
@@ -481,22 +490,62 @@ func (s *keyScanner) examineBlob(before, blob []byte, depth int) error {
 	}
 	// The key may start at another alignment than the run (base64 of longer text, or
 	// characters glued in front).
-	tried := [4]bool{true}
-	for _, sig := range signatures {
-		p := bytes.Index(blob, sig.enc)
-		if p < 0 || p < sig.lead {
+	// One pass over the run finds every place a signature starts; each alignment is
+	// examined once.
+	tried, left := [4]bool{true}, 3
+	var v uint32 // the values of the three characters from p, six bits each
+	for q := 0; q < len(blob) && left > 0; q++ {
+		v = (v<<6 | b64StdValue[blob[q]]) & (1<<18 - 1)
+		p := q - 2
+		if p < 0 || signatureStart[v/64]&(1<<(v%64)) == 0 {
 			continue
 		}
-		a := (p - sig.lead) % 4
-		if tried[a] {
-			continue
-		}
-		tried[a] = true
-		if err := s.examineBase64At(blob[a:], false, depth); err != nil {
-			return err
+		for _, i := range signaturesByStart[v] {
+			sig := signatures[i]
+			if p < sig.lead || tried[(p-sig.lead)%4] || !bytes.HasPrefix(blob[p:], sig.enc) {
+				continue
+			}
+			a := (p - sig.lead) % 4
+			tried[a], left = true, left-1
+			if err := s.charge(len(blob)); err != nil {
+				return err
+			}
+			if err := s.examineBase64At(blob[a:], false, depth); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
+}
+
+// signatureStart marks the first three characters of every signature, by their
+// values in the standard base64 alphabet; signaturesByStart lists the signatures that
+// start with each.
+var (
+	signatureStart    [1 << 18 / 64]uint64
+	signaturesByStart = map[uint32][]int{}
+)
+
+func init() {
+	for k, sig := range signatures {
+		i := b64Triple(sig.enc[0], sig.enc[1], sig.enc[2])
+		signatureStart[i/64] |= 1 << (i % 64)
+		signaturesByStart[i] = append(signaturesByStart[i], k)
+	}
+}
+
+// b64StdValue is the value of each character of the standard base64 alphabet; the
+// others read as 0, which only costs a comparison with a signature.
+var b64StdValue = func() (t [256]uint32) {
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+	for i := 0; i < len(alphabet); i++ {
+		t[alphabet[i]] = uint32(i)
+	}
+	return t
+}()
+
+func b64Triple(a, b, c byte) uint32 {
+	return b64StdValue[a]<<12 | b64StdValue[b]<<6 | b64StdValue[c]
 }
 
 func (s *keyScanner) examineBase64At(b64 []byte, url bool, depth int) error {

@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -28,7 +30,7 @@ func FuzzDetectPrivateKeys(f *testing.F) {
 		func(s string) string { return strings.ReplaceAll(s, "\n", " ") },
 	}
 	cfg := DefaultConfig()
-	cfg.PrivateKeys.MaxCandidates = 256
+	cfg.PrivateKeys.WorkPerByte = 8
 	f.Fuzz(func(t *testing.T, prefix, suffix []byte, which, enc uint8) {
 		k := fx[int(which)%len(fx)]
 		value := string(prefix) + encodings[int(enc)%len(encodings)](k.text) + string(suffix)
@@ -82,6 +84,60 @@ func FuzzDetectPrivateKeysRaw(f *testing.F) {
 		findings, err := DetectPrivateKeys(raw, "ConfigMap", cfg)
 		if err != nil && findings != nil {
 			t.Fatalf("findings with an error: %v", err)
+		}
+	})
+}
+
+// FuzzDetectPrivateKeysCost checks the cost of detection on any bytes with a key planted
+// in the middle: the work counted stays under workBound and the bytes allocated under
+// allocBound, both linear in the input; nothing panics; and no error, finding or message
+// holds 8 characters of the key that the fuzzed bytes do not hold themselves. The
+// seeds are the hostile families at 2 KiB. Run it with -fuzzminimizetime of a few
+// seconds: minimizing a large input otherwise takes most of the run.
+func FuzzDetectPrivateKeysCost(f *testing.F) {
+	fx := keyFixtures(f)
+	for i, fam := range hostileFamilies {
+		f.Add(fam.build(rand.New(rand.NewPCG(hostileSeed, uint64(i))), 2<<10), uint8(i))
+	}
+	f.Add([]byte(`{"data":{"a":"`), uint8(0))
+	f.Add([]byte(`["`), uint8(3))
+	cfg := DefaultConfig()
+	f.Fuzz(func(t *testing.T, raw []byte, which uint8) {
+		k := fx[int(which)%len(fx)]
+		quoted, err := json.Marshal(k.text)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mid := len(raw) / 2
+		obj := slices.Concat(raw[:mid], quoted[1:len(quoted)-1], raw[mid:])
+		findings, work, alloc, err := measuredDetect(obj, cfg)
+		if bound := workBound(len(obj), cfg.PrivateKeys.WorkPerByte); work > bound {
+			t.Fatalf("%d bytes: work %d over the linear bound %d", len(obj), work, bound)
+		}
+		if bound := allocBound(len(obj)); alloc > bound {
+			t.Fatalf("%d bytes: allocated %d, over the linear bound %d", len(obj), alloc, bound)
+		}
+		if err != nil && findings != nil {
+			t.Fatalf("findings with an error: %v", err)
+		}
+		var out []string
+		if err != nil {
+			out = append(out, err.Error())
+		}
+		for _, fd := range findings {
+			out = append(out, fmt.Sprintf("%+v", fd), fd.String())
+		}
+		out = append(out, KeyDenialMessage(findings))
+		for i := 0; i+8 <= len(k.body); i++ {
+			run := k.body[i : i+8]
+			if strings.Contains(string(raw), run) {
+				continue
+			}
+			for _, o := range out {
+				if strings.Contains(o, run) {
+					t.Fatalf("output holds key material: %q", o)
+				}
+			}
 		}
 	})
 }

@@ -7,31 +7,47 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"math/bits"
 	"strconv"
 	"strings"
+	"sync"
 	"unicode/utf16"
 	"unicode/utf8"
+
+	"github.com/go-json-experiment/json/jsontext"
 )
 
 // keyScanner walks one object's JSON once, tracking the field path, and examines only
 // the string values that could hold a key.
 type keyScanner struct {
-	maxCandidates int
-	maxDepth      int
-	candidates    int
+	maxDepth int
+
+	// work is what the scan has cost so far, in units of about a byte examined;
+	// budget is what it may cost. err is the *KeyLimitError that stopped it.
+	work, budget, nextCheck int
+	perByte                 int
+	done                    <-chan struct{}
+	err                     error
 
 	findings []KeyFinding
-	path     []pathElem
+	// seen holds the (field, digest) of every finding, so that a key found twice for
+	// the same field (as it is and percent-decoded, say) is reported once.
+	seen map[findingKey]struct{}
+	path []pathElem
 	// pathBuf backs path for objects of ordinary depth.
 	pathBuf [32]pathElem
 	// field overrides the path while scanning JSON that was itself inside a string.
 	field string
-	// fieldRole records the container/env frames of the string being scanned, so that
-	// findings in nested JSON text get the same names.
+	// nested counts the JSON texts inside strings being walked.
 	nested int
 	// openPrivate records that the last PEM scan ended inside a private key block.
 	openPrivate bool
+}
+
+type findingKey struct {
+	field  string
+	digest [sha256.Size]byte
 }
 
 type pathElem struct {
@@ -45,25 +61,88 @@ func (s *keyScanner) limit(reason string) error {
 	return &KeyLimitError{Reason: reason}
 }
 
-// candidate counts one more piece of work towards privateKeys.maxCandidates.
+// candidate pays for one more piece of work: a block, a header, a blob, a JSON text.
 func (s *keyScanner) candidate() error {
-	s.candidates++
-	if s.candidates > s.maxCandidates {
-		return s.limit(fmt.Sprintf("more than %d key candidates (privateKeys.maxCandidates)", s.maxCandidates))
-	}
-	return nil
+	return s.charge(workPerCandidate)
+}
+
+// The options for JSON text inside a string value, read as leniently as the tools that
+// load it (the last of two equal names wins for them). The object itself is read with
+// the defaults: duplicate names and invalid UTF-8 are errors, as for the API server.
+// The reader stops at 10,000 levels; the walk stops at maxJSONNesting.
+var nestedJSONOptions = []jsontext.Options{jsontext.AllowDuplicateNames(true), jsontext.AllowInvalidUTF8(true)}
+
+// jsonReader is a decoder and the buffer it reads, kept from one use to the next.
+type jsonReader struct {
+	dec jsontext.Decoder
+	buf bytes.Buffer
+	lay layoutReader
+}
+
+// jsonReaders read objects, without a copy; nestedReaders read JSON text inside
+// strings, through a layoutReader.
+var (
+	jsonReaders   = sync.Pool{New: func() any { return new(jsonReader) }}
+	nestedReaders = sync.Pool{New: func() any { return new(jsonReader) }}
+)
+
+func (r *jsonReader) release() {
+	r.buf = bytes.Buffer{}
+	r.dec.Reset(&r.buf)
+	jsonReaders.Put(r)
+}
+
+func (r *jsonReader) releaseNested() {
+	r.lay = layoutReader{}
+	r.dec.Reset(&r.lay)
+	nestedReaders.Put(r)
 }
 
 func (s *keyScanner) scanObject(raw []byte) error {
-	w := jsonWalker{s: s, b: raw}
-	i, err := w.value(w.skipSpace(0), 0)
-	if err != nil {
-		return err
+	r := jsonReaders.Get().(*jsonReader)
+	defer r.release()
+	r.buf = *bytes.NewBuffer(raw)
+	r.dec.Reset(&r.buf)
+	w := jsonWalker{s: s, dec: &r.dec}
+	_, _, err := w.value(0)
+	if err == nil {
+		// One value and nothing after it.
+		if _, err = r.dec.ReadToken(); err == io.EOF {
+			return w.charged()
+		} else if err == nil {
+			return fmt.Errorf("%w: more than one value at byte %d", errNotJSON, r.dec.InputOffset())
+		}
 	}
-	if w.skipSpace(i) != len(raw) {
-		return errNotJSON
+	return jsonError(err)
+}
+
+// jsonError turns an error of the JSON reader into one that says what was wrong and
+// where, by byte offset. A *jsontext.SyntacticError can quote the input (member names in
+// its pointer, the character it stopped at): none of it is kept.
+func jsonError(err error) error {
+	var limit *KeyLimitError
+	if errors.As(err, &limit) {
+		return limit
 	}
-	return nil
+	reason := "unexpected character"
+	var off int64
+	var se *jsontext.SyntacticError
+	if errors.As(err, &se) {
+		off = se.ByteOffset
+		if se.Err != nil {
+			switch msg := se.Err.Error(); msg {
+			case "invalid UTF-8", "duplicate object member name", "object member name must be a string":
+				reason = msg
+			case "exceeded max depth":
+				reason = fmt.Sprintf("nested deeper than %d levels", maxJSONNesting)
+			case io.ErrUnexpectedEOF.Error():
+				reason = "unexpected end of input"
+			}
+		}
+	} else if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+		reason = "unexpected end of input"
+	}
+	return fmt.Errorf("%w: %s at byte %d", errNotJSON, reason, off)
 }
 
 // currentField renders the path of the value being examined.
@@ -122,8 +201,25 @@ func safeName(n string) string {
 }
 
 func (s *keyScanner) add(kind string, digest [sha256.Size]byte, malformed bool) {
+	s.addAt(s.currentField(), kind, digest, malformed)
+}
+
+// addAt records a finding at field unless the same key was already found there. Every
+// finding is paid for, so a flood of small keys runs out of budget like any other work.
+func (s *keyScanner) addAt(field, kind string, digest [sha256.Size]byte, malformed bool) {
+	if !s.spend(workPerFinding + len(field)) {
+		return
+	}
+	k := findingKey{field: field, digest: digest}
+	if _, dup := s.seen[k]; dup {
+		return
+	}
+	if s.seen == nil {
+		s.seen = make(map[findingKey]struct{})
+	}
+	s.seen[k] = struct{}{}
 	s.findings = append(s.findings, KeyFinding{
-		Field:       s.currentField(),
+		Field:       field,
 		Kind:        kind,
 		Fingerprint: keyFingerprint(digest),
 		Malformed:   malformed,
@@ -131,132 +227,100 @@ func (s *keyScanner) add(kind string, digest [sha256.Size]byte, malformed bool) 
 	})
 }
 
-// jsonWalker is a minimal JSON reader over raw bytes: it validates structure, tracks the
-// path and hands string values to the key detector only when a cheap filter says so.
+// dropFindings forgets the findings from mark on (those of a walk that failed).
+func (s *keyScanner) dropFindings(mark int) {
+	for _, f := range s.findings[mark:] {
+		delete(s.seen, findingKey{field: f.Field, digest: f.digest})
+	}
+	s.findings = s.findings[:mark]
+}
+
+// jsonWalker reads one JSON text token by token, tracks the path and hands string
+// values to the key detector only when a cheap filter says so.
 type jsonWalker struct {
-	s *keyScanner
-	b []byte
+	s   *keyScanner
+	dec *jsontext.Decoder
 	// depth is the decode depth of the text being walked (0 for the object itself).
 	depth int
-	// strEsc is which escapes the last string value walked held.
-	strEsc stringEscapes
+	// stream is set when the decoder reads through a copy: values it returns are only
+	// valid until the next read.
+	stream bool
+	// paid is how much of the input has been charged.
+	paid int64
 }
 
-func (w *jsonWalker) skipSpace(i int) int {
-	// Objects as the API server sends them have no space between tokens.
-	if i < len(w.b) && notLayout[w.b[i]] {
-		return i
-	}
-	return w.skipLayout(i)
+// charged pays for the input read since the last call.
+func (w *jsonWalker) charged() error {
+	off := w.dec.InputOffset()
+	n := int(off - w.paid)
+	w.paid = off
+	return w.s.charge(n)
 }
 
-// notLayout marks the bytes skipSpace stops at without looking further.
-var notLayout = func() (t [256]bool) {
-	for c := '!'; c < 256; c++ {
-		t[c] = c != '\\' && c != '+'
-	}
-	return t
-}()
-
-// skipLayout is skipSpace past spaces and, inside values, escaped layout.
-func (w *jsonWalker) skipLayout(i int) int {
-	for i < len(w.b) {
-		switch w.b[i] {
-		case ' ', '\t', '\n', '\r':
-			i++
-		case '\\', '+':
-			// JSON text inside a value may keep its layout escaped ("\n") or
-			// query-encoded ('+' for a space); the object itself may not.
-			if w.depth == 0 {
-				return i
-			}
-			j := i
-			for j < len(w.b) && w.b[j] == '\\' {
-				j++
-			}
-			if w.b[i] == '\\' && (j == len(w.b) || w.b[j] != 'n' && w.b[j] != 'r' && w.b[j] != 't') {
-				return i
-			}
-			if w.b[i] == '\\' {
-				j++
-			} else {
-				j = i + 1
-			}
-			i = j
-		default:
-			return i
-		}
-	}
-	return i
-}
-
-func (w *jsonWalker) value(i, nesting int) (int, error) {
-	if i >= len(w.b) {
-		return i, errNotJSON
-	}
-	switch c := w.b[i]; {
-	case c == '{':
-		return w.object(i, nesting+1)
-	case c == '[':
-		return w.array(i, nesting+1)
-	case c == '"':
-		end, esc, err := w.stringEnd(i)
+// value walks the next value. It returns its kind and, for a string, its raw JSON.
+func (w *jsonWalker) value(nesting int) (jsontext.Kind, jsontext.Value, error) {
+	switch k := w.dec.PeekKind(); k {
+	case '{':
+		return k, nil, w.object(nesting + 1)
+	case '[':
+		return k, nil, w.array(nesting + 1)
+	case '"':
+		v, err := w.dec.ReadValue()
 		if err != nil {
-			return i, err
+			return 0, nil, err
 		}
-		w.strEsc = esc
-		body := w.b[i+1 : end-1]
-		if len(body) < minKeyValueLen {
-			return end, nil
+		if err := w.charged(); err != nil {
+			return 0, nil, err
 		}
-		var text []byte
-		switch {
-		case mayHoldKeyShort(body):
-			// Every pass reads "\n" and "\r" as line breaks, so a value with no
-			// other escapes is scanned as it is.
-			text = body
-			if esc == otherEscapes {
-				if text, err = unescapeJSON(body); err != nil {
-					return i, err
-				}
-			}
-		case esc == otherEscapes && hasUnicodeEscape(body):
-			// \uXXXX escapes can spell a trigger ("\u002d" for a dash) that the
-			// raw bytes do not show.
-			if text, err = unescapeJSON(body); err != nil {
-				return i, err
-			}
-			if !mayHoldKey(text) {
-				text = nil
-			}
+		return k, v, w.str(v)
+	default:
+		// A number, a literal, or an error that ReadValue reports.
+		v, err := w.dec.ReadValue()
+		if err != nil {
+			return 0, nil, err
 		}
-		if text != nil {
-			if err := w.s.scanText(text, w.depth); err != nil {
-				return i, err
-			}
-		}
-		return end, nil
-	case c == 't':
-		return w.literal(i, "true")
-	case c == 'f':
-		return w.literal(i, "false")
-	case c == 'n':
-		return w.literal(i, "null")
-	case c == '-' || c >= '0' && c <= '9':
-		j := i + 1
-		for j < len(w.b) && (w.b[j] >= '0' && w.b[j] <= '9' || w.b[j] == '.' || w.b[j] == 'e' || w.b[j] == 'E' || w.b[j] == '+' || w.b[j] == '-') {
-			j++
-		}
-		return j, nil
+		return k, v, w.charged()
 	}
-	return i, errNotJSON
 }
 
-func (w *jsonWalker) literal(i int, lit string) (int, error) {
-	if !bytes.HasPrefix(w.b[i:], []byte(lit)) {
-		return i, errNotJSON
+// str examines a string value, given as raw JSON.
+func (w *jsonWalker) str(v jsontext.Value) error {
+	body := v[1 : len(v)-1]
+	if len(body) < minKeyValueLen {
+		return nil
 	}
-	return i + len(lit), nil
+	var text []byte
+	switch esc := escapesOf(body); {
+	case mayHoldKeyShort(body):
+		// Every pass reads "\n" and "\r" as line breaks, so a value with no other
+		// escapes is scanned as it is.
+		text = body
+		if esc == otherEscapes {
+			text = unquote(v)
+		}
+	case esc == otherEscapes && hasUnicodeEscape(body):
+		// \uXXXX escapes can spell a trigger ("\u002d" for a dash) that the raw
+		// bytes do not show.
+		if text = unquote(v); !mayHoldKey(text) {
+			text = nil
+		}
+	}
+	if text == nil {
+		return nil
+	}
+	return w.s.scanText(text, w.depth)
+}
+
+// unquote decodes a JSON string the reader has validated. Inside a string value, JSON
+// text may hold invalid UTF-8, which is kept as it is.
+func unquote(v []byte) []byte {
+	out, err := jsontext.AppendUnquote(nil, v)
+	if err != nil {
+		if u, err := unescapeJSON(v[1 : len(v)-1]); err == nil {
+			return u
+		}
+	}
+	return out
 }
 
 // stringEscapes says which escapes a JSON string holds.
@@ -268,79 +332,20 @@ const (
 	otherEscapes
 )
 
-// stringEnd returns the index just past the closing quote of the string at i, and
-// which escapes the string holds. It looks at eight bytes at a time for a quote or a
-// backslash: most strings in an object are short, and a call per string to a
-// vectorised search costs more than the search.
-func (w *jsonWalker) stringEnd(i int) (end int, esc stringEscapes, err error) {
-	b := w.b
-	j := i + 1
-	for stop := j + 64; ; {
-		if j >= stop {
-			// A long string: vectorised searches pay off.
-			return w.longStringEnd(j, esc)
+func escapesOf(body []byte) stringEscapes {
+	esc := noEscapes
+	for i := 0; ; {
+		k := bytes.IndexByte(body[i:], '\\')
+		if k < 0 || i+k+1 >= len(body) {
+			return esc
 		}
-		for j+8 <= len(b) {
-			x := binary.LittleEndian.Uint64(b[j:])
-			if m := hasByte(x, '"') | hasByte(x, '\\'); m != 0 {
-				j += bits.TrailingZeros64(m) / 8
-				break
-			}
-			if j += 8; j >= stop {
-				break
-			}
+		i += k
+		if c := body[i+1]; c != 'n' && c != 'r' {
+			return otherEscapes
 		}
-		if j >= stop && j+8 <= len(b) {
-			continue
-		}
-		for j < len(b) && b[j] != '"' && b[j] != '\\' {
-			j++
-		}
-		if j >= len(b) {
-			return 0, esc, errNotJSON
-		}
-		if b[j] == '"' {
-			return j + 1, esc, nil
-		}
-		if j+1 >= len(b) {
-			return 0, esc, errNotJSON
-		}
-		esc = max(esc, escapeOf(b[j+1]))
-		j += 2
+		esc = lineBreakEscapes
+		i += 2
 	}
-}
-
-// longStringEnd is stringEnd from j, inside a string, with escapes esc so far.
-func (w *jsonWalker) longStringEnd(j int, esc stringEscapes) (int, stringEscapes, error) {
-	b := w.b
-	for {
-		q := bytes.IndexByte(b[j:], '"')
-		if q < 0 {
-			return 0, esc, errNotJSON
-		}
-		q += j
-		for {
-			k := bytes.IndexByte(b[j:q], '\\')
-			if k < 0 {
-				return q + 1, esc, nil
-			}
-			j += k
-			if j+1 >= len(b) {
-				return 0, esc, errNotJSON
-			}
-			esc = max(esc, escapeOf(b[j+1]))
-			if j += 2; j > q {
-				break // the quote was escaped
-			}
-		}
-	}
-}
-
-func escapeOf(c byte) stringEscapes {
-	if c == 'n' || c == 'r' {
-		return lineBreakEscapes
-	}
-	return otherEscapes
 }
 
 // mayHoldKeyShort is mayHoldKey for the string values of an object, most of which are
@@ -392,8 +397,7 @@ func hasByte(x uint64, c byte) uint64 {
 	return (y - lo) &^ y & hi
 }
 
-// members the object-level checks look at. The values are unescaped JSON strings that
-// may share memory with the object.
+// members the object-level checks look at, unescaped.
 type objectFacts struct {
 	typ, kty   []byte
 	d, k       []byte
@@ -403,93 +407,114 @@ type objectFacts struct {
 	name       []byte
 }
 
-func (w *jsonWalker) object(i, nesting int) (int, error) {
+// memberName reads the name of the next member, unescaped.
+func (w *jsonWalker) memberName() ([]byte, error) {
+	v, err := w.dec.ReadValue()
+	if err != nil {
+		return nil, err
+	}
+	if err := w.charged(); err != nil {
+		return nil, err
+	}
+	if bytes.IndexByte(v, '\\') >= 0 {
+		return unquote(v), nil
+	}
+	key := v[1 : len(v)-1 : len(v)-1]
+	if w.stream {
+		key = bytes.Clone(key)
+	}
+	return key, nil
+}
+
+// smallString is the unescaped value of a short string member, a copy if the reader's
+// buffer may change under it.
+func (w *jsonWalker) smallString(v jsontext.Value) []byte {
+	if bytes.IndexByte(v, '\\') >= 0 {
+		return unquote(v)
+	}
+	if w.stream {
+		return bytes.Clone(v[1 : len(v)-1])
+	}
+	return v[1 : len(v)-1]
+}
+
+func (w *jsonWalker) object(nesting int) error {
 	if nesting > maxJSONNesting {
-		return i, w.s.limit(fmt.Sprintf("JSON nested deeper than %d levels", maxJSONNesting))
+		return w.s.limit(fmt.Sprintf("JSON nested deeper than %d levels", maxJSONNesting))
+	}
+	if _, err := w.dec.ReadToken(); err != nil {
+		return err
 	}
 	s := w.s
 	start := len(s.findings)
 	var facts objectFacts
 	facts.pkStart, facts.pkEnd = -1, -1
-	i = w.skipSpace(i + 1)
-	if i < len(w.b) && w.b[i] == '}' {
-		return i + 1, nil
-	}
 	for {
-		if i >= len(w.b) || w.b[i] != '"' {
-			return i, errNotJSON
-		}
-		end, esc, err := w.stringEnd(i)
-		if err != nil {
-			return i, err
-		}
-		key := w.b[i+1 : end-1 : end-1]
-		if esc != noEscapes {
-			if key, err = unescapeJSON(key); err != nil {
-				return i, err
+		switch w.dec.PeekKind() {
+		case '}':
+			if _, err := w.dec.ReadToken(); err != nil {
+				return err
 			}
+			w.objectEnd(&facts, start)
+			return w.charged()
+		case 0:
+			// An error, which reading reports.
+			_, err := w.dec.ReadToken()
+			return cmpOr(err, io.ErrUnexpectedEOF)
 		}
-		i = w.skipSpace(end)
-		if i >= len(w.b) || w.b[i] != ':' {
-			return i, errNotJSON
+		key, err := w.memberName()
+		if err != nil {
+			return err
 		}
-		i = w.skipSpace(i + 1)
 		if s.nested == 0 {
 			s.path = append(s.path, pathElem{key: key})
 		}
 		before := len(s.findings)
-		vstart := i
-		i, err = w.value(i, nesting)
+		kind, v, err := w.value(nesting)
 		if err != nil {
-			return i, err
+			return err
 		}
 		if s.nested == 0 {
 			s.path = s.path[:len(s.path)-1]
 		}
-		if w.b[vstart] == '"' && len(key) <= 11 {
-			switch string(key) {
-			case "type", "kty", "name":
-				if i-vstart <= 66 {
-					v := w.b[vstart+1 : i-1]
-					if w.strEsc != noEscapes {
-						v, _ = unescapeJSON(v)
-					}
-					switch string(key) {
-					case "type":
-						facts.typ = v
-					case "kty":
-						facts.kty = v
-					case "name":
-						facts.name = v
-					}
-				}
-			case "d", "k":
-				v, err := unescapeJSON(w.b[vstart+1 : i-1])
-				if err == nil {
-					if key[0] == 'd' {
-						facts.d, facts.hasD = v, true
-					} else {
-						facts.k, facts.hasK = v, true
-					}
-				}
-			case "private_key":
-				facts.pkStart, facts.pkEnd = before, len(s.findings)
-			}
-		}
-		i = w.skipSpace(i)
-		if i >= len(w.b) {
-			return i, errNotJSON
-		}
-		if w.b[i] == ',' {
-			i = w.skipSpace(i + 1)
+		if kind != '"' || len(key) > 11 {
 			continue
 		}
-		if w.b[i] == '}' {
-			i++
-			break
+		switch string(key) {
+		case "type", "kty", "name":
+			if len(v) <= 66 {
+				switch u := w.smallString(v); string(key) {
+				case "type":
+					facts.typ = u
+				case "kty":
+					facts.kty = u
+				case "name":
+					facts.name = u
+				}
+			}
+		case "d", "k":
+			if u := unquote(v); key[0] == 'd' {
+				facts.d, facts.hasD = u, true
+			} else {
+				facts.k, facts.hasK = u, true
+			}
+		case "private_key":
+			facts.pkStart, facts.pkEnd = before, len(s.findings)
 		}
-		return i, errNotJSON
 	}
+}
+
+func cmpOr(err, otherwise error) error {
+	if err != nil {
+		return err
+	}
+	return otherwise
+}
+
+// objectEnd applies what the members of an object say together: a Google
+// service-account key, a JWK, the name of a container or env var.
+func (w *jsonWalker) objectEnd(facts *objectFacts, start int) {
+	s := w.s
 	if string(facts.typ) == "service_account" && facts.pkStart >= 0 {
 		for j := facts.pkStart; j < facts.pkEnd; j++ {
 			if !s.findings[j].Malformed {
@@ -498,30 +523,27 @@ func (w *jsonWalker) object(i, nesting int) (int, error) {
 		}
 	}
 	if len(facts.kty) > 0 {
-		w.jwk(&facts)
+		w.jwk(facts)
 	}
 	if s.nested == 0 && len(s.path) >= 2 && len(facts.name) > 0 && len(s.findings) > start {
 		// An element of containers/env: give its findings the container or env name.
 		parent := string(s.path[len(s.path)-2].key)
 		last := s.path[len(s.path)-1]
-		if last.key == nil {
-			name := safeName(string(facts.name))
-			for j := start; j < len(s.findings); j++ {
-				f := &s.findings[j]
-				switch parent {
-				case "containers", "initContainers", "ephemeralContainers":
-					if f.Container == "" {
-						f.Container = name
-					}
-				case "env":
-					if f.Env == "" {
-						f.Env = name
-					}
-				}
+		isContainer := parent == "containers" || parent == "initContainers" || parent == "ephemeralContainers"
+		if last.key != nil || !isContainer && parent != "env" || !s.spend(len(s.findings)-start) {
+			return
+		}
+		name := safeName(string(facts.name))
+		for j := start; j < len(s.findings); j++ {
+			f := &s.findings[j]
+			switch {
+			case isContainer && f.Container == "":
+				f.Container = name
+			case !isContainer && f.Env == "":
+				f.Env = name
 			}
 		}
 	}
-	return i, nil
 }
 
 // jwk reports a JSON Web Key that holds private or symmetric key material.
@@ -544,6 +566,9 @@ func (w *jsonWalker) jwk(f *objectFacts) {
 	default:
 		return
 	}
+	if !s.spend(workPerCandidate + 2*len(material)) {
+		return
+	}
 	raw, err := base64.RawURLEncoding.DecodeString(string(bytes.TrimRight(material, "=")))
 	if err != nil || len(raw) < 16 {
 		return
@@ -556,59 +581,53 @@ func (w *jsonWalker) jwk(f *objectFacts) {
 			field += ".k"
 		}
 	}
-	d := sha256.Sum256(raw)
-	s.findings = append(s.findings, KeyFinding{Field: field, Kind: kind, Fingerprint: keyFingerprint(d), digest: d})
+	s.addAt(field, kind, sha256.Sum256(raw), false)
 }
 
-func (w *jsonWalker) array(i, nesting int) (int, error) {
+func (w *jsonWalker) array(nesting int) error {
 	if nesting > maxJSONNesting {
-		return i, w.s.limit(fmt.Sprintf("JSON nested deeper than %d levels", maxJSONNesting))
+		return w.s.limit(fmt.Sprintf("JSON nested deeper than %d levels", maxJSONNesting))
+	}
+	if _, err := w.dec.ReadToken(); err != nil {
+		return err
 	}
 	s := w.s
-	i = w.skipSpace(i + 1)
-	if i < len(w.b) && w.b[i] == ']' {
-		return i + 1, nil
-	}
 	var split splitBlock
 	for n := 0; ; n++ {
+		switch w.dec.PeekKind() {
+		case ']':
+			if _, err := w.dec.ReadToken(); err != nil {
+				return err
+			}
+			if split.open {
+				if err := w.splitFlush(&split); err != nil {
+					return err
+				}
+			}
+			return w.charged()
+		case 0:
+			_, err := w.dec.ReadToken()
+			return cmpOr(err, io.ErrUnexpectedEOF)
+		}
 		if s.nested == 0 {
 			s.path = append(s.path, pathElem{index: n})
 		}
-		start := i
 		s.openPrivate = false
-		var err error
-		i, err = w.value(i, nesting)
+		kind, v, err := w.value(nesting)
 		if err != nil {
-			return i, err
+			return err
 		}
 		if s.nested == 0 {
 			s.path = s.path[:len(s.path)-1]
 		}
-		if w.b[start] == '"' {
-			err = w.splitElement(&split, w.b[start+1:i-1], n)
+		if kind == '"' {
+			err = w.splitElement(&split, v[1:len(v)-1], n)
 		} else if split.open {
 			err = w.splitFlush(&split)
 		}
 		if err != nil {
-			return i, err
+			return err
 		}
-		i = w.skipSpace(i)
-		if i >= len(w.b) {
-			return i, errNotJSON
-		}
-		if w.b[i] == ',' {
-			i = w.skipSpace(i + 1)
-			continue
-		}
-		if w.b[i] == ']' {
-			if split.open {
-				if err := w.splitFlush(&split); err != nil {
-					return i, err
-				}
-			}
-			return i + 1, nil
-		}
-		return i, errNotJSON
 	}
 }
 
@@ -693,17 +712,20 @@ func (w *jsonWalker) splitFlush(sp *splitBlock) error {
 	if err != nil {
 		return err
 	}
+	if before == len(s.findings) || sp.findings == before {
+		return nil
+	}
+	inElements := make(map[[sha256.Size]byte]bool, before-sp.findings)
+	for _, g := range s.findings[sp.findings:before] {
+		inElements[g.digest] = true
+	}
 	kept := s.findings[:before]
 	for _, f := range s.findings[before:] {
-		dup := false
-		for _, g := range s.findings[sp.findings:before] {
-			if g.digest == f.digest {
-				dup = true
-			}
+		if inElements[f.digest] {
+			delete(s.seen, findingKey{field: f.Field, digest: f.digest})
+			continue
 		}
-		if !dup {
-			kept = append(kept, f)
-		}
+		kept = append(kept, f)
 	}
 	s.findings = kept
 	return nil

@@ -348,9 +348,9 @@ func TestDetectPrivateKeysDeniesObjectsOverTheBounds(t *testing.T) {
 		cfg   func(*Config)
 		value string
 	}{
-		"object-too-large":    {cfg: func(c *Config) { c.PrivateKeys.MaxObjectBytes = 1024 }, value: k.text},
-		"too-many-candidates": {cfg: func(c *Config) { c.PrivateKeys.MaxCandidates = 10 }, value: strings.Repeat("-----BEGIN RSA PRIVATE KEY-----\nxx\n", 20)},
-		"nested-too-deep":     {cfg: func(c *Config) { c.PrivateKeys.MaxDecodeDepth = 2 }, value: b64(b64(b64(k.text)))},
+		"object-too-large":     {cfg: func(c *Config) { c.PrivateKeys.MaxObjectBytes = 1024 }, value: k.text},
+		"over-the-work-budget": {cfg: func(c *Config) { c.PrivateKeys.WorkPerByte = 4 }, value: strings.Repeat(b64(b64(k.text))+" ", 300)},
+		"nested-too-deep":      {cfg: func(c *Config) { c.PrivateKeys.MaxDecodeDepth = 2 }, value: b64(b64(b64(k.text)))},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -583,19 +583,31 @@ func TestDetectPrivateKeysSeesThroughUnicodeEscapes(t *testing.T) {
 }
 
 // TestDetectPrivateKeysBoundsWorkOnJSONInText checks that text built to make the search
-// for JWKs in it quadratic is denied over the bounds instead.
+// for JWKs in it quadratic is denied over the bounds instead, and that many small
+// objects, each walked once, cost work linear in the text whatever the verdict.
 func TestDetectPrivateKeysBoundsWorkOnJSONInText(t *testing.T) {
-	for _, c := range []struct{ name, value string }{
-		{"unclosed-objects", strings.Repeat(`{"kty" `, 20000)},
-		{"unclosed-objects-escaped-quotes", strings.Repeat(`{\"kty\" `, 20000)},
-		{"objects-that-fail-late", strings.Repeat(`{\"kty\":1,`, 20000)},
-		{"more-objects-than-candidates", strings.Repeat(`{"kty":"EC","d":"x"} `, 5000)},
+	for _, c := range []struct {
+		name, value string
+		mayPass     bool
+	}{
+		{"unclosed-objects", strings.Repeat(`{"kty" `, 20000), false},
+		{"unclosed-objects-escaped-quotes", strings.Repeat(`{\"kty\" `, 20000), false},
+		{"objects-that-fail-late", strings.Repeat(`{\"kty\":1,`, 20000), false},
+		{"many-objects", strings.Repeat(`{"kty":"EC","d":"x"} `, 5000), true},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			_, err := detect(t, keyLocations[0].build("# keys\n"+c.value), "Pod", DefaultConfig())
+			raw, err := json.Marshal(keyLocations[0].build("# keys\n" + c.value))
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg := DefaultConfig()
+			findings, work, err := detectPrivateKeys(nil, raw, "Pod", cfg)
 			var limit *KeyLimitError
-			if !errors.As(err, &limit) {
-				t.Fatalf("want a limit error, got %v", err)
+			if !errors.As(err, &limit) && !(c.mayPass && err == nil && len(findings) == 0) {
+				t.Fatalf("want a limit error, got %v and %d findings", err, len(findings))
+			}
+			if bound := workBudget(len(raw), cfg.PrivateKeys.WorkPerByte) + 2*len(raw); work > bound {
+				t.Fatalf("work %d over the bound %d", work, bound)
 			}
 		})
 	}
@@ -630,6 +642,26 @@ func TestDetectPrivateKeysPuTTYOnOneLineBlobStartingWithDigits(t *testing.T) {
 				t.Fatalf("want the encrypted PuTTY key %s, got %+v", want, findings)
 			}
 		})
+	}
+}
+
+// TestDetectPrivateKeysPuTTYWithDecoyHeaders checks that a second header or an
+// "Encryption: none" in a comment does not hide an encrypted PuTTY key: a file runs from
+// its first header to its private lines, and every reading its headers allow is tried.
+func TestDetectPrivateKeysPuTTYWithDecoyHeaders(t *testing.T) {
+	blob := make([]byte, 48)
+	for i := range blob {
+		blob[i] = byte(0x5d + 17*i)
+	}
+	text := "PuTTY-User-Key-File-2: ssh-ed25519\nEncryption: aes256-cbc\nComment: PuTTY-User-Key-File-3: x, Encryption: none\nPublic-Lines: 1\n" +
+		"AAAAC3NzaC1lZDI1NTE5AAAAIGw0eXh1b3d0a2V5Zm9yYWdlbnRzYW5kYm94c2lnbmluZw==\n" +
+		"Private-Lines: 1\n" + base64.StdEncoding.EncodeToString(blob) + "\nPrivate-MAC: " + strings.Repeat("ab", 20) + "\n"
+	findings, err := detect(t, keyLocations[0].build(text), "Pod", DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := keyFingerprint(sha256.Sum256(blob)); len(findings) != 1 || findings[0].Kind != KindPuTTYEncrypted || findings[0].Fingerprint != want {
+		t.Fatalf("want the encrypted PuTTY key %s, got %+v", want, findings)
 	}
 }
 

@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/base64"
+	"errors"
 	"fmt"
+	"io"
+	"math/bits"
 	"strings"
 )
 
@@ -353,7 +356,8 @@ func (s *keyScanner) scanText(text []byte, depth int) error {
 		}
 		return nil
 	}
-	if err := s.candidate(); err != nil {
+	// Reading the triggers is one pass over the text.
+	if err := s.charge(workPerCandidate + len(text)); err != nil {
 		return err
 	}
 	start := len(s.findings)
@@ -363,8 +367,11 @@ func (s *keyScanner) scanText(text []byte, depth int) error {
 			return err
 		}
 	}
-	// Each pass runs only when its trigger occurs in the text.
+	// Each pass runs only when its trigger occurs in the text, and is paid for first.
 	trig := findTriggers(text, false)
+	if err := s.charge(bits.OnesCount8(uint8(trig)) * len(text)); err != nil {
+		return err
+	}
 	if trig&trigJWK != 0 {
 		// A JWK inside other text: walk each JSON object that starts in it.
 		if err := s.scanEmbeddedJSON(text, depth); err != nil {
@@ -414,32 +421,47 @@ func (s *keyScanner) scanText(text []byte, depth int) error {
 // scanJSONText walks text that is itself a JSON document (a service-account key file, a
 // JWK, a kubeconfig in JSON); findings keep the field of the string that held it.
 func (s *keyScanner) scanJSONText(t []byte, depth int) (bool, error) {
-	if s.nested == 0 {
-		s.field = s.currentField()
-	}
-	s.nested++
-	defer func() { s.nested-- }()
 	mark := len(s.findings)
-	w := jsonWalker{s: s, b: t, depth: depth + 1}
-	i, err := w.value(0, 0)
-	if err == nil && w.skipSpace(i) == len(t) {
-		return true, nil
-	}
-	if _, limited := err.(*KeyLimitError); limited {
+	end, err := s.walkNested(t, depth)
+	if err != nil {
 		return false, err
 	}
+	if end > 0 && onlyLayout(t[end:]) {
+		return true, nil
+	}
 	// Not JSON after all: drop partial results and scan it as text.
-	s.findings = s.findings[:mark]
+	s.dropFindings(mark)
 	return false, nil
+}
+
+// onlyLayout reports whether b holds only what JSON text inside a value may have
+// between tokens: spaces, escaped line breaks and tabs, or '+' (query encoding).
+func onlyLayout(b []byte) bool {
+	for i := 0; i < len(b); i++ {
+		switch b[i] {
+		case ' ', '\t', '\n', '\r', '+':
+		case '\\':
+			j := i
+			for j < len(b) && b[j] == '\\' {
+				j++
+			}
+			if j == len(b) || b[j] != 'n' && b[j] != 'r' && b[j] != 't' {
+				return false
+			}
+			i = j
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // scanEmbeddedJSON walks the JSON objects that hold a "kty" member inside other text:
 // a JWK after a comment line or bytes of misaligned base64, a JWK followed by PEM
 // blocks or notes, a JWK whose quotes are escaped. Each "kty" is tried in the last few
 // objects that open before it and after the previous one, so each '{' is tried at most
-// once; the bytes walked are charged to a budget linear in the text.
+// once; the bytes walked are charged to the object's budget.
 func (s *keyScanner) scanEmbeddedJSON(text []byte, depth int) error {
-	budget := 4*len(text) + 1<<16
 	floor := 0 // no '{' before this is tried again
 	for from := 0; ; {
 		k := indexKty(text, from)
@@ -457,7 +479,7 @@ func (s *keyScanner) scanEmbeddedJSON(text []byte, depth int) error {
 				break
 			}
 			p += floor
-			end, err := s.walkEmbeddedObject(text, p, depth, &budget)
+			end, err := s.walkEmbeddedObject(text, p, depth)
 			if err != nil {
 				return err
 			}
@@ -465,6 +487,9 @@ func (s *keyScanner) scanEmbeddedJSON(text []byte, depth int) error {
 				from = max(from, end)
 				break
 			}
+		}
+		if err := s.charge(k - floor); err != nil {
+			return err
 		}
 		floor = max(from, k+1)
 	}
@@ -485,22 +510,20 @@ func indexKty(b []byte, from int) int {
 // walkEmbeddedObject walks the JSON object that opens at text[p] and returns the index
 // just past it, or 0 if there is none there. An object that does not parse as it is,
 // such as one with escaped quotes, is tried again unescaped, to the decode depth.
-func (s *keyScanner) walkEmbeddedObject(text []byte, p, depth int, budget *int) (int, error) {
+func (s *keyScanner) walkEmbeddedObject(text []byte, p, depth int) (int, error) {
 	if err := s.candidate(); err != nil {
 		return 0, err
 	}
-	end, walked, err := s.walkNested(text[p:], depth)
+	end, err := s.walkNested(text[p:], depth)
 	if err != nil || end > 0 {
 		return p + end, err
 	}
-	*budget -= walked
 	q := matchBrace(text, p)
 	if q < 0 {
-		*budget -= len(text) - p
-		return 0, s.checkBudget(*budget)
+		return 0, s.charge(len(text) - p)
 	}
-	if *budget -= q - p; *budget < 0 {
-		return 0, s.checkBudget(*budget)
+	if err := s.charge(q - p); err != nil {
+		return 0, err
 	}
 	obj := text[p:q]
 	for d := depth + 1; d <= s.maxDepth && bytes.IndexByte(obj, '\\') >= 0; d++ {
@@ -509,50 +532,110 @@ func (s *keyScanner) walkEmbeddedObject(text []byte, p, depth int, budget *int) 
 			return 0, nil
 		}
 		obj = un
-		*budget -= len(obj)
-		end, walked, err := s.walkNested(obj, d)
+		if err := s.charge(len(obj)); err != nil {
+			return 0, err
+		}
+		end, err := s.walkNested(obj, d)
 		if err != nil {
 			return 0, err
 		}
 		if end > 0 {
 			return q, nil
 		}
-		*budget -= walked
-		if err := s.checkBudget(*budget); err != nil {
-			return 0, err
-		}
 	}
 	return 0, nil
 }
 
-// checkBudget turns an exhausted work budget into a limit error.
-func (s *keyScanner) checkBudget(budget int) error {
-	if budget < 0 {
-		return s.limit("JSON inside text takes too much work to walk")
-	}
-	return nil
-}
-
 // walkNested walks the JSON value at the start of b, which sits inside a string value,
-// at decode depth depth. It returns the index just past the value, or 0 and how far the
-// walk got if b does not start with one. Findings of a failed walk are dropped.
-func (s *keyScanner) walkNested(b []byte, depth int) (end, walked int, err error) {
+// at decode depth depth. It returns the index just past the value, or 0 if b does not
+// start with one; findings of a failed walk are dropped. Only a *KeyLimitError is
+// returned as an error.
+func (s *keyScanner) walkNested(b []byte, depth int) (int, error) {
 	if s.nested == 0 {
 		s.field = s.currentField()
 	}
 	s.nested++
 	defer func() { s.nested-- }()
+	// Setting up a reader costs about as much as reading a KiB.
+	if err := s.charge(workPerNestedWalk); err != nil {
+		return 0, err
+	}
 	mark := len(s.findings)
-	w := jsonWalker{s: s, b: b, depth: depth + 1}
-	end, err = w.value(0, 0)
-	if _, limited := err.(*KeyLimitError); limited {
-		return 0, 0, err
+	r := nestedReaders.Get().(*jsonReader)
+	defer r.releaseNested()
+	r.lay = layoutReader{b: b}
+	r.dec.Reset(&r.lay, nestedJSONOptions...)
+	w := jsonWalker{s: s, dec: &r.dec, depth: depth + 1, stream: true}
+	_, _, err := w.value(0)
+	end := int(r.dec.InputOffset())
+	if cerr := w.charged(); cerr != nil {
+		err = cerr
+	}
+	var limit *KeyLimitError
+	if errors.As(err, &limit) {
+		return 0, limit
 	}
 	if err != nil {
-		s.findings = s.findings[:mark]
-		return 0, end + 1, nil
+		s.dropFindings(mark)
+		return 0, nil
 	}
-	return end, 0, nil
+	return end, nil
+}
+
+// layoutReader reads JSON text that sits inside a string value, where its layout may be
+// escaped ("\n" between tokens, as in a value escaped twice) or query-encoded ('+' for a
+// space). Outside strings it reads those as spaces, byte for byte, so that offsets stay
+// those of the text.
+type layoutReader struct {
+	b          []byte
+	i          int
+	inString   bool
+	escaped    bool
+	blankUntil int // bytes before this are part of an escaped break
+	plainUntil int // bytes before this are backslashes that start no break
+}
+
+func (r *layoutReader) Read(p []byte) (int, error) {
+	if r.i >= len(r.b) {
+		return 0, io.EOF
+	}
+	n := copy(p, r.b[r.i:])
+	for k := range n {
+		j := r.i + k
+		c := r.b[j]
+		switch {
+		case j < r.blankUntil:
+			p[k] = ' '
+		case r.inString:
+			switch {
+			case r.escaped:
+				r.escaped = false
+			case c == '\\':
+				r.escaped = true
+			case c == '"':
+				r.inString = false
+			}
+		case c == '"':
+			r.inString = true
+		case c == '+':
+			if j == 0 || r.b[j-1] != 'e' && r.b[j-1] != 'E' {
+				p[k] = ' '
+			}
+		case c == '\\' && j >= r.plainUntil:
+			m := j
+			for m < len(r.b) && r.b[m] == '\\' {
+				m++
+			}
+			if m < len(r.b) && (r.b[m] == 'n' || r.b[m] == 'r' || r.b[m] == 't') {
+				r.blankUntil = m + 1
+				p[k] = ' '
+			} else {
+				r.plainUntil = m
+			}
+		}
+	}
+	r.i += n
+	return n, nil
 }
 
 // matchBrace returns the index just past the '}' that closes the '{' at text[p],
@@ -763,6 +846,13 @@ func isPublicLabel(label []byte) bool {
 // examineBlock examines a block whose label says it holds a key, and reports whether
 // the label did.
 func (s *keyScanner) examineBlock(label, body []byte) bool {
+	if !bytes.Contains(label, []byte("KEY")) {
+		return false
+	}
+	// Examining a body reads it a few times: headers, lines, base64.
+	if !s.spend(4 * len(body)) {
+		return true
+	}
 	switch {
 	case string(label) == "PGP PRIVATE KEY BLOCK":
 		s.examinePGP(body)
@@ -850,6 +940,11 @@ func splitLines(b []byte) [][]byte {
 // cleanBase64 decodes a block body: base64 in either alphabet, with any line breaks,
 // escaped line breaks, spaces or padding. Anything else means the body is not a key.
 func cleanBase64(body []byte) ([]byte, bool) {
+	// Check the whole body before allocating: a body is often cut short by a byte that
+	// no base64 holds, and callers may hand in long text.
+	if base64Extent(body) < len(body) {
+		return nil, false
+	}
 	buf := make([]byte, 0, len(body))
 	url, std := false, false
 	for i := 0; i < len(body); i++ {
@@ -887,6 +982,25 @@ func cleanBase64(body []byte) ([]byte, bool) {
 	}
 	return decodeBase64Loose(buf, url)
 }
+
+// base64Extent returns the length of the prefix of b made of the bytes a block body may
+// hold: base64 in either alphabet, padding, layout and escaped line breaks.
+func base64Extent(b []byte) int {
+	for i, c := range b {
+		if !b64Body[c] {
+			return i
+		}
+	}
+	return len(b)
+}
+
+var b64Body = func() (t [256]bool) {
+	t = b64Class
+	for _, c := range "= \n\r\t\\" {
+		t[c] = true
+	}
+	return t
+}()
 
 // b64Alnum marks the letters and digits, which both base64 alphabets share.
 var b64Alnum = func() (t [256]bool) {
@@ -1057,6 +1171,9 @@ func (s *keyScanner) examinePGP(body []byte) {
 	b64 = bytes.TrimRight(b64, "=")
 	// Header values in a one-line armor: try the payload from each token boundary.
 	for try := 0; try < 8 && len(b64) >= 16; try++ {
+		if !s.spend(len(b64)) {
+			return
+		}
 		if data, ok := cleanBase64(b64); ok {
 			switch pgpPacket(data) {
 			case pgpSecret:
@@ -1076,57 +1193,96 @@ func (s *keyScanner) examinePGP(body []byte) {
 }
 
 // scanPuTTY handles PuTTY key files: "PuTTY-User-Key-File-N: alg", headers, the public
-// lines, then "Private-Lines: N", the private blob and "Private-MAC:".
+// lines, then "Private-Lines: N", the private blob and "Private-MAC:". A file runs from
+// a header to the first "Private-Lines:" after it, with every header in between (one may
+// sit in a comment); the search for the next file starts after it. Every search resumes
+// where the previous one stopped, so the scan is linear whatever the text repeats.
 func (s *keyScanner) scanPuTTY(text []byte) error {
-	for from := 0; ; {
-		k := indexFold(text, "putty-user-key-file-", from)
-		if k < 0 {
-			return nil
-		}
-		from = k + 1
+	mac, hash := nextFold{pat: "private-mac:"}, nextFold{pat: "private-hash:"}
+	for h := indexFold(text, "putty-user-key-file-", 0); h >= 0; {
 		if err := s.candidate(); err != nil {
 			return err
 		}
-		rest := text[k:]
-		p := indexFold(rest, "private-lines:", 0)
+		p := indexFold(text, "private-lines:", h)
 		if p < 0 {
-			continue
+			return nil
 		}
+		next := indexFold(text, "putty-user-key-file-", p)
 		q := p + len("private-lines:")
-		for q < len(rest) && (rest[q] == ' ' || rest[q] == '+') {
+		for q < len(text) && (text[q] == ' ' || text[q] == '+') {
 			q++
 		}
 		digits := q
-		for q < len(rest) && rest[q] >= '0' && rest[q] <= '9' {
+		for q < len(text) && text[q] >= '0' && text[q] <= '9' {
 			q++
 		}
-		macAt := indexFold(rest[q:], "private-mac:", 0)
-		if h := indexFold(rest[q:], "private-hash:", 0); macAt < 0 || h >= 0 && h < macAt {
-			macAt = h
+		macAt := mac.from(text, q)
+		if hs := hash.from(text, q); macAt < 0 || hs >= 0 && hs < macAt {
+			macAt = hs
 		}
-		if macAt < 0 || q == digits {
-			continue
+		if macAt >= 0 && q > digits {
+			if err := s.puttyFile(text, h, p, digits, q, macAt); err != nil {
+				return err
+			}
 		}
-		macAt += q
-		header := rest[:p]
-		encrypted := false
-		if e := indexFold(header, "encryption:", 0); e >= 0 {
-			v := bytes.TrimLeft(header[e+len("encryption:"):], " +")
-			encrypted = !(len(v) >= 4 && equalFold(v[:4], "none"))
+		h = next
+	}
+	return nil
+}
+
+// puttyFile examines the file whose headers run from h to its "Private-Lines:" at p,
+// whose line count runs from digits to q, and whose blob ends at macAt.
+func (s *keyScanner) puttyFile(text []byte, h, p, digits, q, macAt int) error {
+	// Any "Encryption:" header that is not "none" makes the blob ciphertext; each
+	// reading a header allows is tried, so a decoy header cannot hide a key.
+	sawNone, encrypted := false, false
+	for e := indexFold(text[:p], "encryption:", h); e >= 0; e = indexFold(text[:p], "encryption:", e+1) {
+		v := bytes.TrimLeft(text[e+len("encryption:"):p], " +")
+		if len(v) >= 4 && equalFold(v[:4], "none") {
+			sawNone = true
+		} else {
+			encrypted = true
 		}
-		// On one line the blob follows the line count without a separator, and may
-		// itself start with digits: try each place the count could end.
-		first := q
-		if q < len(rest) && b64Class[rest[q]] {
-			first = digits + 1
+	}
+	plain := !encrypted || sawNone
+	// On one line the blob follows the line count without a separator, and may itself
+	// start with digits: try the first few places the count could end.
+	first := q
+	if q < len(text) && b64Class[text[q]] {
+		first = digits + 1
+	}
+	for end, tries := first, 0; end <= q && tries < 4; end, tries = end+1, tries+1 {
+		// Decoding stops at the first byte that is not base64.
+		if err := s.charge(1 + base64Extent(text[end:macAt])); err != nil {
+			return err
 		}
-		for end := first; end <= q; end++ {
-			if kind, blob, ok := puttyBlob(rest[end:macAt], encrypted); ok {
+		for _, enc := range [2]bool{true, false} {
+			if enc && !encrypted || !enc && !plain {
+				continue
+			}
+			if kind, blob, ok := puttyBlob(text[end:macAt], enc); ok {
 				s.add(kind, sha256.Sum256(blob), false)
-				break
+				return nil
 			}
 		}
 	}
+	return nil
+}
+
+// nextFold finds the occurrences of a pattern (as indexFold does) for searches whose
+// starts only move forward: each search resumes where the previous one stopped.
+type nextFold struct {
+	pat   string
+	at    int // the occurrence found last, or -1 for none after searched
+	valid bool
+}
+
+func (n *nextFold) from(text []byte, i int) int {
+	if n.valid && (n.at < 0 || n.at >= i) {
+		return n.at
+	}
+	n.at, n.valid = indexFold(text, n.pat, i), true
+	return n.at
 }
 
 // puttyBlob decodes the private blob of a PuTTY key file and checks its structure: whole
@@ -1158,6 +1314,9 @@ func (s *keyScanner) scanAge(text []byte) {
 				e++
 			}
 			from = e
+			if !s.spend(workPerCandidate + 4*(e-k)) {
+				return
+			}
 			if data, ok := bech32Decode(text[k:e]); ok && len(data) >= 16 {
 				s.add(KindAge, sha256.Sum256(data), false)
 			}
@@ -1167,42 +1326,63 @@ func (s *keyScanner) scanAge(text []byte) {
 
 const bech32Charset = "qpzry9x8gf2tvdw0s3jn54khce6mua7l"
 
+// bech32Values maps each byte to its value in bech32Charset, or -1.
+var bech32Values = func() (t [256]int8) {
+	for i := range t {
+		t[i] = -1
+	}
+	for i := 0; i < len(bech32Charset); i++ {
+		t[bech32Charset[i]] = int8(i)
+	}
+	return t
+}()
+
 // bech32Decode verifies a Bech32 or Bech32m string and returns its payload in bytes.
 func bech32Decode(tok []byte) ([]byte, bool) {
 	sep := bytes.LastIndexByte(tok, '1')
 	if sep < 1 || len(tok)-sep-1 < 7 {
 		return nil, false
 	}
-	lower := bytes.ToLower(tok)
-	if !bytes.Equal(lower, tok) && !bytes.Equal(bytes.ToUpper(tok), tok) {
+	// One case throughout; read in lower case.
+	hasUpper, hasLower := false, false
+	for _, c := range tok {
+		hasUpper = hasUpper || c >= 'A' && c <= 'Z'
+		hasLower = hasLower || c >= 'a' && c <= 'z'
+	}
+	if hasUpper && hasLower {
 		return nil, false
 	}
-	hrp, data := lower[:sep], lower[sep+1:]
+	lower := func(c byte) byte {
+		if c >= 'A' && c <= 'Z' {
+			return c + 32
+		}
+		return c
+	}
+	hrp, data := tok[:sep], tok[sep+1:]
 	vals := make([]byte, len(data))
 	for i, c := range data {
-		k := strings.IndexByte(bech32Charset, c)
-		if k < 0 {
+		v := bech32Values[lower(c)]
+		if v < 0 {
 			return nil, false
 		}
-		vals[i] = byte(k)
+		vals[i] = byte(v)
 	}
 	chk := uint32(1)
 	poly := func(v byte) {
-		gen := [5]uint32{0x3b6a57b2, 0x26508e6d, 0x1ea119fa, 0x3d4233dd, 0x2a1462b3}
 		b := chk >> 25
 		chk = (chk&0x1ffffff)<<5 ^ uint32(v)
-		for i := 0; i < 5; i++ {
-			if (b>>i)&1 == 1 {
-				chk ^= gen[i]
-			}
-		}
+		chk ^= 0x3b6a57b2 & -(b & 1)
+		chk ^= 0x26508e6d & -(b >> 1 & 1)
+		chk ^= 0x1ea119fa & -(b >> 2 & 1)
+		chk ^= 0x3d4233dd & -(b >> 3 & 1)
+		chk ^= 0x2a1462b3 & -(b >> 4 & 1)
 	}
 	for _, c := range hrp {
-		poly(c >> 5)
+		poly(lower(c) >> 5)
 	}
 	poly(0)
 	for _, c := range hrp {
-		poly(c & 31)
+		poly(lower(c) & 31)
 	}
 	for _, v := range vals {
 		poly(v)
