@@ -179,6 +179,10 @@ type PrivateKeyConfig struct {
 	WorkPerByte int `json:"workPerByte"`
 	// MaxDecodeDepth caps nested decoding (base64 in base64, and so on).
 	MaxDecodeDepth int `json:"maxDecodeDepth"`
+	// MaxCandidates is no longer read: WorkPerByte, which grows with the object,
+	// replaced the fixed cap on candidates. It is accepted so that config files written
+	// for earlier versions still load.
+	MaxCandidates int `json:"maxCandidates,omitempty"`
 }
 
 // TenancyConfig is the shared ClusterRoleBinding that grants every tenant gateway

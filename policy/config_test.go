@@ -100,7 +100,6 @@ func TestParseConfigRejects(t *testing.T) {
 		{"fingerprint is raw material", head + "privateKeys:\n  allowedFingerprints: ['MIIEvQIBADANBgkqhkiG9w0BAQEFAASC']\n", []string{"privateKeys.allowedFingerprints[0]", "never key material"}},
 		{"decode depth out of range", head + "privateKeys:\n  maxDecodeDepth: 20\n", []string{"privateKeys.maxDecodeDepth", "between 1 and 8"}},
 		{"work per byte out of range", head + "privateKeys:\n  workPerByte: 2\n", []string{"privateKeys.workPerByte", "between 4 and 1024"}},
-		{"maxCandidates is gone", head + "privateKeys:\n  maxCandidates: 4096\n", []string{"maxCandidates"}},
 		{"object bound too small", head + "privateKeys:\n  maxObjectBytes: 10\n", []string{"privateKeys.maxObjectBytes"}},
 		{"binding name invalid", head + "tenancy:\n  bindingName: 'Bad Name'\n", []string{"tenancy.bindingName"}},
 		{"batch delay negative", head + "tenancy:\n  batchDelay: -1s\n", []string{"tenancy.batchDelay", "positive"}},
@@ -248,5 +247,17 @@ func TestMemoryLimitAcceptsBytesAndQuantities(t *testing.T) {
 		if cfg.Server.MemoryLimitRatio != 0.5 {
 			t.Errorf("memoryLimitRatio = %v, want 0.5", cfg.Server.MemoryLimitRatio)
 		}
+	}
+}
+
+// A config file written when privateKeys.maxCandidates capped the scan still loads; the
+// work budget grows with the object instead.
+func TestMaxCandidatesOfEarlierConfigsStillLoads(t *testing.T) {
+	cfg, err := ParseConfig([]byte("apiVersion: sandbox-webhook.io/v1alpha1\nkind: Config\nprivateKeys:\n  maxCandidates: 4096\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.PrivateKeys.WorkPerByte != defaultWorkPerByte {
+		t.Errorf("workPerByte %d, want the default %d", cfg.PrivateKeys.WorkPerByte, defaultWorkPerByte)
 	}
 }

@@ -108,7 +108,9 @@ func (v *KeyValidator) decide(ctx context.Context, req *reviewRequest) admission
 	if req.SubResource != "" {
 		resource += "/" + req.SubResource
 	}
-	findings, err := policy.DetectPrivateKeys(req.Object, kind, v.Config)
+	// The scan stops, and the object is denied as uninspected, when the review's
+	// deadline passes.
+	findings, err := policy.DetectPrivateKeysUntil(ctx.Done(), req.Object, kind, v.Config)
 	if err != nil {
 		var limit *policy.KeyLimitError
 		if errors.As(err, &limit) {
@@ -127,7 +129,7 @@ func (v *KeyValidator) decide(ctx context.Context, req *reviewRequest) admission
 	// an object created before this webhook); it may not add one.
 	var existing map[string]bool
 	if req.Operation == admissionv1.Update && len(req.OldObject) > 0 {
-		if old, err := policy.DetectPrivateKeys(req.OldObject, kind, v.Config); err == nil {
+		if old, err := policy.DetectPrivateKeysUntil(ctx.Done(), req.OldObject, kind, v.Config); err == nil {
 			existing = map[string]bool{}
 			for _, f := range old {
 				existing[f.Fingerprint] = true
