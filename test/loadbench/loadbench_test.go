@@ -311,7 +311,7 @@ func BenchmarkLoad(b *testing.B) {
 				{name: "validating", url: serve.URL(webhook.PathValidatePrivateKeys) + "?timeout=5s", pid: serve.Cmd.Process.Pid, client: serve.Client, body: body, over: "null-envelope"},
 				{name: "null-envelope", url: null.base + "/envelope", pid: null.pid, client: null.http, body: body},
 			}
-			n := max(400, 25*c)
+			n := max(1500, 40*c)
 			for _, t := range targets { // connections and first-use costs
 				t.round(b, 2*c, c)
 				t.cpu, t.n, t.lat = 0, 0, nil
