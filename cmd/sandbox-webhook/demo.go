@@ -287,7 +287,7 @@ func demoRefusedKey(ctx context.Context, c client.Client, example *corev1.Pod, p
 		return fmt.Errorf("demo: creating pod %s/%s: %w", pod.Namespace, pod.Name, err)
 	}
 	msg := err.Error()
-	if containsKeyMaterial(msg, der) {
+	if doctor.ContainsKeyMaterial(msg, der) {
 		return errors.New("demo: the denial contains part of the key; not printing it")
 	}
 	p("  refused:")
@@ -295,21 +295,6 @@ func demoRefusedKey(ctx context.Context, c client.Client, example *corev1.Pod, p
 		p("    %s", line)
 	}
 	return nil
-}
-
-// containsKeyMaterial reports whether text holds any 16-character run of the key's
-// PEM body (the base64 of der) or of its hex.
-func containsKeyMaterial(text string, der []byte) bool {
-	body := strings.ReplaceAll(string(pem.EncodeToMemory(&pem.Block{Type: "K", Bytes: der})), "\n", "")
-	body = strings.TrimSuffix(strings.TrimPrefix(body, "-----BEGIN K-----"), "-----END K-----")
-	for _, s := range []string{body, fmt.Sprintf("%x", der)} {
-		for i := 0; i+16 <= len(s); i++ {
-			if strings.Contains(text, s[i:i+16]) {
-				return true
-			}
-		}
-	}
-	return strings.Contains(text, "PRIVATE KEY-----")
 }
 
 // waitForBindingSubjects waits until the binding lists every one of want.

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"github.com/sandbox-webhook/sandbox-webhook/internal/doctor"
+
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -218,12 +220,12 @@ func TestContainsKeyMaterial(t *testing.T) {
 	}
 	sum := sha256.Sum256(der)
 	fingerprint := "SHA256:" + hex.EncodeToString(sum[:8])
-	if containsKeyMaterial("denied: spec.containers[0].env[0].value: EC private key (SEC1), "+fingerprint, der) {
+	if doctor.ContainsKeyMaterial("denied: spec.containers[0].env[0].value: EC private key (SEC1), "+fingerprint, der) {
 		t.Error("a fingerprint counts as key material")
 	}
 	b64 := base64.StdEncoding.EncodeToString(der)
 	for _, leak := range []string{b64[20:36], hex.EncodeToString(der)[40:56], "-----BEGIN EC PRIVATE KEY-----"} {
-		if !containsKeyMaterial("denied: "+leak, der) {
+		if !doctor.ContainsKeyMaterial("denied: "+leak, der) {
 			t.Errorf("%d characters of the key are not found", len(leak))
 		}
 	}
