@@ -15,9 +15,9 @@ const (
 	workPerCandidate = 256
 	// workPerFinding is what a finding costs: a digest, a fingerprint, a field path,
 	// a set entry and their allocations take about as long as reading 3 KiB.
-	workPerFinding = 3072
+	workPerFinding = 12288
 	// workPerNestedWalk is what setting up a reader for JSON text inside a string costs.
-	workPerNestedWalk = 1024
+	workPerNestedWalk = 4096
 	// workCheckInterval is how much work passes between two looks at the deadline.
 	workCheckInterval = 64 << 10
 	// defaultWorkPerByte is privateKeys.workPerByte when the config leaves it unset.

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"math/bits"
+	"slices"
 	"strings"
 )
 
@@ -462,7 +463,8 @@ func onlyLayout(b []byte) bool {
 // objects that open before it and after the previous one, so each '{' is tried at most
 // once; the bytes walked are charged to the object's budget.
 func (s *keyScanner) scanEmbeddedJSON(text []byte, depth int) error {
-	floor := 0 // no '{' before this is tried again
+	floor := 0             // no '{' before this is tried again
+	var braces *braceIndex // made on the first object that does not parse
 	for from := 0; ; {
 		k := indexKty(text, from)
 		if k < 0 {
@@ -479,7 +481,7 @@ func (s *keyScanner) scanEmbeddedJSON(text []byte, depth int) error {
 				break
 			}
 			p += floor
-			end, err := s.walkEmbeddedObject(text, p, depth)
+			end, err := s.walkEmbeddedObject(text, p, depth, &braces)
 			if err != nil {
 				return err
 			}
@@ -510,7 +512,7 @@ func indexKty(b []byte, from int) int {
 // walkEmbeddedObject walks the JSON object that opens at text[p] and returns the index
 // just past it, or 0 if there is none there. An object that does not parse as it is,
 // such as one with escaped quotes, is tried again unescaped, to the decode depth.
-func (s *keyScanner) walkEmbeddedObject(text []byte, p, depth int) (int, error) {
+func (s *keyScanner) walkEmbeddedObject(text []byte, p, depth int, braces **braceIndex) (int, error) {
 	if err := s.candidate(); err != nil {
 		return 0, err
 	}
@@ -518,12 +520,17 @@ func (s *keyScanner) walkEmbeddedObject(text []byte, p, depth int) (int, error) 
 	if err != nil || end > 0 {
 		return p + end, err
 	}
-	q := matchBrace(text, p)
-	if q < 0 {
-		return 0, s.charge(len(text) - p)
+	if *braces == nil {
+		// One pass over the text finds every object's end, so that a flood of objects
+		// that never close costs the text once, not once per object.
+		if err := s.charge(len(text)); err != nil {
+			return 0, err
+		}
+		*braces = newBraceIndex(text)
 	}
-	if err := s.charge(q - p); err != nil {
-		return 0, err
+	q := (*braces).closing(p)
+	if q < 0 {
+		return 0, nil
 	}
 	obj := text[p:q]
 	for d := depth + 1; d <= s.maxDepth && bytes.IndexByte(obj, '\\') >= 0; d++ {
@@ -638,21 +645,38 @@ func (r *layoutReader) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-// matchBrace returns the index just past the '}' that closes the '{' at text[p],
-// counting braces only, or -1 if it is not closed.
-func matchBrace(text []byte, p int) int {
-	n := 0
-	for i := p; i < len(text); i++ {
-		switch text[i] {
+// braceIndex holds, for each '{' of a text, the index just past the '}' that closes it
+// (counting braces only), found in one pass.
+type braceIndex struct {
+	opens, closes []int32 // closes[i] closes opens[i]; -1: never closed
+}
+
+func newBraceIndex(text []byte) *braceIndex {
+	bi := &braceIndex{}
+	var open []int32 // indexes into opens of the objects not closed yet
+	for i, c := range text {
+		switch c {
 		case '{':
-			n++
+			open = append(open, int32(len(bi.opens)))
+			bi.opens = append(bi.opens, int32(i))
+			bi.closes = append(bi.closes, -1)
 		case '}':
-			if n--; n == 0 {
-				return i + 1
+			if n := len(open); n > 0 {
+				bi.closes[open[n-1]] = int32(i + 1)
+				open = open[:n-1]
 			}
 		}
 	}
-	return -1
+	return bi
+}
+
+// closing returns the index just past the '}' that closes the '{' at p, or -1.
+func (bi *braceIndex) closing(p int) int {
+	i, ok := slices.BinarySearch(bi.opens, int32(p))
+	if !ok {
+		return -1
+	}
+	return int(bi.closes[i])
 }
 
 // pemMarker is a "-----BEGIN LABEL-----" or "-----END LABEL-----" line.
