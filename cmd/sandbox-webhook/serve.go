@@ -168,8 +168,10 @@ func newManagerWith(restCfg *rest.Config, cfg *policy.Config, log logr.Logger, h
 	lease, renew, retry := s.LeaseDuration.Duration, s.RenewDeadline.Duration, s.RetryPeriod.Duration
 	graceful := s.GracefulShutdownTimeout.Duration
 	mgr, err := ctrl.NewManager(restCfg, ctrl.Options{
-		Logger:                  log,
-		Cache:                   cache.Options{ByObject: byObject},
+		Logger: log,
+		// No cached object keeps its managed fields: nothing here reads them, and they
+		// are often larger than the rest of the object.
+		Cache:                   cache.Options{ByObject: byObject, DefaultTransform: cache.TransformStripManagedFields()},
 		Metrics:                 metricsserver.Options{BindAddress: s.MetricsBindAddress},
 		HealthProbeBindAddress:  s.HealthProbeBindAddress,
 		PprofBindAddress:        s.PprofBindAddress,

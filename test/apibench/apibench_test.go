@@ -90,8 +90,9 @@ type served struct {
 }
 
 // startServe runs the binary as serve (leader election off) with the Deployment's memory
-// limit, and waits until it is ready.
-func startServe(b *testing.B) *served {
+// limit, and waits until it is ready. With profiled, serve also serves /debug/pprof
+// (and samples the heap finely, which costs CPU).
+func startServe(b *testing.B, profiled bool) *served {
 	b.Helper()
 	dir := b.TempDir()
 	bundle, err := certs.SelfSigned([]string{"localhost", "127.0.0.1"}, time.Hour)
@@ -115,12 +116,15 @@ func startServe(b *testing.B) *served {
 	}
 	ports := freePorts(b, 4)
 	p := &served{out: &envtestutil.SyncBuffer{}, port: ports[0], metrics: ports[2], pprof: ports[3], ca: bundle.CAPEM}
-	p.cmd = exec.Command(binary, "serve", "--config", configPath, "--kubeconfig", kubeconfigPath,
+	args := []string{"serve", "--config", configPath, "--kubeconfig", kubeconfigPath,
 		fmt.Sprintf("--port=%d", p.port), "--cert-dir", certDir,
 		fmt.Sprintf("--health-probe-bind-address=127.0.0.1:%d", ports[1]),
 		fmt.Sprintf("--metrics-bind-address=127.0.0.1:%d", p.metrics),
-		fmt.Sprintf("--pprof-bind-address=127.0.0.1:%d", p.pprof),
-		"--memory-limit=256Mi", "--log-level=error")
+		"--memory-limit=256Mi", "--log-level=error"}
+	if profiled {
+		args = append(args, fmt.Sprintf("--pprof-bind-address=127.0.0.1:%d", p.pprof))
+	}
+	p.cmd = exec.Command(binary, args...)
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := p.cmd.Start(); err != nil {
@@ -526,7 +530,7 @@ func BenchmarkAPIServerPodCreates(b *testing.B) {
 	if err := tenant(ctx, ns, true, 0); err != nil {
 		b.Fatal(err)
 	}
-	p := startServe(b)
+	p := startServe(b, *cpuProfile != "")
 	patchBytes, patchOps := patchFigures(b, p, ns)
 	type figures struct {
 		latencies        []time.Duration
@@ -627,7 +631,7 @@ func BenchmarkServeMemory(b *testing.B) {
 	fmt.Printf("\ncreated %d tenant namespaces (every tenth with an inference credential) and %d unrelated Secrets of 1 KiB in %s\n",
 		*tenants, perTenant**tenants, time.Since(start).Round(time.Second))
 	for range b.N {
-		p := startServe(b)
+		p := startServe(b, true)
 		time.Sleep(5 * time.Second) // the tenancy reconciler's first pass over every tenant
 		idleRSS := p.status("VmRSS")
 		idleMemory := p.memory(b)
