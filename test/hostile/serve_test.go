@@ -146,8 +146,7 @@ func runServe() (*served, error) {
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(bundle.CAPEM)
 	p.tlsConf = &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"}
-	// HTTP/2 where serve offers it (server.http2), as the API server would; serve's
-	// default is HTTP/1.1.
+	// HTTP/2, as the API server calls webhooks.
 	p.client = &http.Client{Transport: &http.Transport{TLSClientConfig: p.tlsConf.Clone(), ForceAttemptHTTP2: true, MaxIdleConnsPerHost: 16}, Timeout: 60 * time.Second}
 	deadline := time.Now().Add(60 * time.Second)
 	for {
@@ -382,27 +381,5 @@ func TestATrickledBodyIsAnsweredWhenTheReviewsTimeEnds(t *testing.T) {
 			t.Fatal("no answer to a body that trickles in")
 		}
 		_, _ = c.Write([]byte(" "))
-	}
-}
-
-// Without server.http2, serve offers only HTTP/1.1: a client that would take HTTP/2
-// gets HTTP/1.1, and the HTTP/2 stream floods have nothing to aim at.
-func TestServeOffersOnlyHTTP1ByDefault(t *testing.T) {
-	p := startServe(t)
-	req, err := http.NewRequest(http.MethodPost, fmt.Sprintf("https://127.0.0.1:%d/mutate-pods?timeout=10s", p.port), bytes.NewReader(sandboxPod))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := p.client.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.TLS == nil {
-		t.Fatal("serve answered without TLS")
-	}
-	if resp.ProtoMajor != 1 || resp.TLS.NegotiatedProtocol == "h2" {
-		t.Fatalf("serve answered over %s (ALPN %q), want HTTP/1.1", resp.Proto, resp.TLS.NegotiatedProtocol)
 	}
 }
