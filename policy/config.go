@@ -68,10 +68,6 @@ type ServerConfig struct {
 	MetricsBindAddress string `json:"metricsBindAddress"`
 	// HealthProbeBindAddress serves /healthz and /readyz; "0" turns them off.
 	HealthProbeBindAddress string `json:"healthProbeBindAddress"`
-	// HTTP2 lets the API server call the webhooks over HTTP/2. Off by default: over
-	// HTTP/1.1 each call costs serve about a quarter less CPU, and the HTTP/2 stream
-	// floods (rapid reset, CONTINUATION) have nothing to aim at.
-	HTTP2 bool `json:"http2,omitempty"`
 	// PprofBindAddress serves Go's /debug/pprof (heap and CPU profiles) over plain HTTP;
 	// "0", the default, turns it off. Bind it to loopback: profiles show memory contents.
 	PprofBindAddress string `json:"pprofBindAddress"`

@@ -76,7 +76,6 @@ func newServeFlags(stderr io.Writer) *serverFlags {
 	keyName := fs.String("key-name", "", "key file name in --cert-dir (config server.keyName, default tls.key)")
 	metricsAddr := fs.String("metrics-bind-address", "", "Prometheus metrics address, 0 to disable (config server.metricsBindAddress, default :8080)")
 	healthAddr := fs.String("health-probe-bind-address", "", "/healthz and /readyz address, 0 to disable (config server.healthProbeBindAddress, default :8081)")
-	http2 := fs.Bool("http2", false, "let the API server call the webhooks over HTTP/2 (config server.http2, default false: HTTP/1.1, less CPU per call)")
 	pprofAddr := fs.String("pprof-bind-address", "", "Go /debug/pprof address (heap and CPU profiles; plain HTTP, bind to loopback), 0 to disable (config server.pprofBindAddress, default 0)")
 	leaderElect := fs.Bool("leader-elect", true, "run the tenancy reconciler under leader election (config server.leaderElection)")
 	leaseNamespace := fs.String("leader-election-namespace", "", "namespace of the leader election Lease (config server.leaderElectionNamespace)")
@@ -91,7 +90,6 @@ func newServeFlags(stderr io.Writer) *serverFlags {
 	fs.override("key-name", func(c *policy.Config) { c.Server.KeyName = *keyName })
 	fs.override("metrics-bind-address", func(c *policy.Config) { c.Server.MetricsBindAddress = *metricsAddr })
 	fs.override("health-probe-bind-address", func(c *policy.Config) { c.Server.HealthProbeBindAddress = *healthAddr })
-	fs.override("http2", func(c *policy.Config) { c.Server.HTTP2 = *http2 })
 	fs.override("pprof-bind-address", func(c *policy.Config) { c.Server.PprofBindAddress = *pprofAddr })
 	fs.override("leader-elect", func(c *policy.Config) { c.Server.LeaderElection = leaderElect })
 	fs.override("leader-election-namespace", func(c *policy.Config) { c.Server.LeaderElectionNamespace = *leaseNamespace })
@@ -193,12 +191,7 @@ func newManagerWith(restCfg *rest.Config, cfg *policy.Config, log logr.Logger, h
 			CertName: s.CertName,
 			KeyName:  s.KeyName,
 			// The certificate watcher reloads renewed files; TLS 1.2 is the floor.
-			TLSOpts: []func(*tls.Config){func(c *tls.Config) {
-				c.MinVersion = tls.VersionTLS12
-				if !s.HTTP2 {
-					c.NextProtos = []string{"http/1.1"}
-				}
-			}},
+			TLSOpts: []func(*tls.Config){func(c *tls.Config) { c.MinVersion = tls.VersionTLS12 }},
 		}),
 	})
 	if err != nil {
