@@ -47,6 +47,14 @@ bench: envtest ## Run the benchmarks and print their figures.
 bench-load: envtest ## serve's webhooks over HTTPS beside null webhooks: CPU per request, p50/p99, ratios, peak RSS.
 	$(GO) test -run '^$$' -bench 'Load' -benchtime $(LOAD_ROUNDS)x -timeout 30m ./test/loadbench/
 
+# bench-api flags: -apibench.rounds, -apibench.creates, -apibench.tenants, -apibench.secrets,
+# -apibench.load, -apibench.profiles (folder for serve's heap profiles), -apibench.cpuprofile.
+APIBENCH_FLAGS ?=
+
+.PHONY: bench-api
+bench-api: envtest build ## Pod creates through the API server (none/mutating/both webhooks) and serve's memory.
+	$(GO) test ./test/apibench -run '^$$' -bench . -benchtime=1x -count=1 -timeout 30m -args -apibench.binary=$(CURDIR)/bin/sandbox-webhook $(APIBENCH_FLAGS)
+
 .PHONY: run
 run: envtest build ## Show the demo, then keep a local API server + etcd with the webhook running.
 	@echo "run: bin/sandbox-webhook dev --demo --keep-running: kube-apiserver and etcd on loopback, the webhook, the demo; Ctrl-C stops them all"

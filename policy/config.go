@@ -68,6 +68,9 @@ type ServerConfig struct {
 	MetricsBindAddress string `json:"metricsBindAddress"`
 	// HealthProbeBindAddress serves /healthz and /readyz; "0" turns them off.
 	HealthProbeBindAddress string `json:"healthProbeBindAddress"`
+	// PprofBindAddress serves Go's /debug/pprof (heap and CPU profiles) over plain HTTP;
+	// "0", the default, turns it off. Bind it to loopback: profiles show memory contents.
+	PprofBindAddress string `json:"pprofBindAddress"`
 	// LeaderElection guards the tenancy reconciler; the webhook serves on every replica.
 	LeaderElection          *bool           `json:"leaderElection,omitempty"`
 	LeaderElectionID        string          `json:"leaderElectionID"`
@@ -245,6 +248,7 @@ func (c *Config) Default() {
 	setStr(&s.KeyName, "tls.key")
 	setStr(&s.MetricsBindAddress, ":8080")
 	setStr(&s.HealthProbeBindAddress, ":8081")
+	setStr(&s.PprofBindAddress, "0")
 	setBool(&s.LeaderElection, true)
 	setStr(&s.LeaderElectionID, "sandbox-webhook-tenancy")
 	setStr(&s.LeaderElectionNamespace, s.Namespace)
@@ -366,6 +370,7 @@ func (c *Config) Validate() error {
 	notEmpty(at("server", "keyName"), s.KeyName)
 	notEmpty(at("server", "metricsBindAddress"), s.MetricsBindAddress)
 	notEmpty(at("server", "healthProbeBindAddress"), s.HealthProbeBindAddress)
+	notEmpty(at("server", "pprofBindAddress"), s.PprofBindAddress)
 	dns1123Subdomain(at("server", "leaderElectionID"), s.LeaderElectionID)
 	dns1123Label(at("server", "leaderElectionNamespace"), s.LeaderElectionNamespace)
 	positive(at("server", "leaseDuration"), s.LeaseDuration.Duration)

@@ -6,7 +6,9 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
+	toolscache "k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -61,16 +63,40 @@ func (r *BindingReconciler) SetupWithManager(mgr manager.Manager) error {
 }
 
 // CacheByObject limits what the manager's cache holds for the reconciler: only the
-// gateway ServiceAccounts and the one binding. Namespaces are left to the cache's
-// defaults (other parts of the process may need more than the tenants); the reconciler
-// filters them itself.
+// gateway ServiceAccounts, each without what the reconciler never reads, and the one
+// binding. Namespaces are configured by the webhook package (webhook.CacheByObject keeps
+// their names, labels, deletion timestamp and phase: what DesiredSubjects reads).
 func CacheByObject(cfg *policy.Config) map[client.Object]cache.ByObject {
 	return map[client.Object]cache.ByObject{
 		&corev1.ServiceAccount{}: {
-			Field: fields.OneTermEqualSelector("metadata.name", cfg.Tenancy.ServiceAccountName),
+			Field:     fields.OneTermEqualSelector("metadata.name", cfg.Tenancy.ServiceAccountName),
+			Transform: StripServiceAccount,
 		},
 		&rbacv1.ClusterRoleBinding{}: {
 			Field: fields.OneTermEqualSelector("metadata.name", cfg.Tenancy.BindingName),
 		},
 	}
 }
+
+// StripServiceAccount keeps of a cached ServiceAccount its name, namespace, uid,
+// resourceVersion, labels and deletion timestamp: all that DesiredSubjects reads.
+// Annotations, managed fields and the secret references are dropped.
+func StripServiceAccount(obj any) (any, error) {
+	sa, ok := obj.(*corev1.ServiceAccount)
+	if !ok {
+		return obj, nil
+	}
+	return &corev1.ServiceAccount{
+		TypeMeta: sa.TypeMeta,
+		ObjectMeta: metav1.ObjectMeta{
+			Name:              sa.Name,
+			Namespace:         sa.Namespace,
+			UID:               sa.UID,
+			ResourceVersion:   sa.ResourceVersion,
+			Labels:            sa.Labels,
+			DeletionTimestamp: sa.DeletionTimestamp,
+		},
+	}, nil
+}
+
+var _ toolscache.TransformFunc = StripServiceAccount

@@ -12,6 +12,7 @@ import (
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/selection"
 	toolscache "k8s.io/client-go/tools/cache"
@@ -77,15 +78,42 @@ func installPodMutation(mgr manager.Manager, cfg *policy.Config) error {
 
 // podMutationCacheByObject keeps only Secrets with the inference-provider label in the
 // cache, without managed fields or annotations (kubectl's last-applied annotation would
-// hold a second copy of the data).
+// hold a second copy of the data), and of each Namespace only what the tenant checks of
+// the webhook and the tenancy reconciler read.
 func podMutationCacheByObject(cfg *policy.Config) map[client.Object]cache.ByObject {
 	return map[client.Object]cache.ByObject{
 		&corev1.Secret{}: {
 			Label:     credentialSelector(cfg),
 			Transform: stripSecretMetadata,
 		},
+		&corev1.Namespace{}: {
+			Transform: StripNamespace,
+		},
 	}
 }
+
+// StripNamespace keeps of a cached Namespace its name, uid, resourceVersion, labels,
+// deletion timestamp and phase: all that the tenant checks read. Annotations (kubectl's
+// last-applied copy), managed fields, finalizers and conditions are dropped.
+func StripNamespace(obj any) (any, error) {
+	ns, ok := obj.(*corev1.Namespace)
+	if !ok {
+		return obj, nil
+	}
+	return &corev1.Namespace{
+		TypeMeta: ns.TypeMeta,
+		ObjectMeta: metav1.ObjectMeta{
+			Name:              ns.Name,
+			UID:               ns.UID,
+			ResourceVersion:   ns.ResourceVersion,
+			Labels:            ns.Labels,
+			DeletionTimestamp: ns.DeletionTimestamp,
+		},
+		Status: corev1.NamespaceStatus{Phase: ns.Status.Phase},
+	}, nil
+}
+
+var _ toolscache.TransformFunc = StripNamespace
 
 func credentialSelector(cfg *policy.Config) labels.Selector {
 	req, err := labels.NewRequirement(cfg.Inference.ProviderLabel, selection.Exists, nil)
