@@ -35,9 +35,18 @@ func reviewContext(w http.ResponseWriter, r *http.Request) (context.Context, con
 	// Answer with a tenth of the time, at most a second, to spare for the way back.
 	timeout -= min(timeout/10, time.Second)
 	deadline := time.Now().Add(timeout)
-	// Bounds a body that trickles in; not every ResponseWriter supports it.
+	ctx, cancel := context.WithDeadline(r.Context(), deadline)
+	// A body that trickles in must not outlast the review. Over HTTP/2 a read deadline
+	// costs a timer and a message to the connection's goroutine per request; closing
+	// the body when the review's time is up ends a blocked read too, on the context's
+	// own timer. Over HTTP/1 the deadline is the connection's and cheap.
+	if r.ProtoMajor >= 2 {
+		stop := context.AfterFunc(ctx, func() { _ = r.Body.Close() })
+		return ctx, func() { stop(); cancel() }
+	}
+	// Not every ResponseWriter supports it.
 	_ = http.NewResponseController(w).SetReadDeadline(deadline)
-	return context.WithDeadline(r.Context(), deadline)
+	return ctx, cancel
 }
 
 // reviewGate bounds the reviews decided at once.

@@ -285,3 +285,42 @@ func TestATrickledBodyIsAnsweredWhenTheReviewsTimeEnds(t *testing.T) {
 		_, _ = c.Write([]byte(" "))
 	}
 }
+
+// Over HTTP/2, as the API server calls, a body that trickles in is cut off too.
+func TestATrickledHTTP2BodyIsAnsweredWhenTheReviewsTimeEnds(t *testing.T) {
+	p := startServe(t)
+	pr, pw := io.Pipe()
+	req, err := http.NewRequest(http.MethodPost, p.URL("/mutate-pods")+"?timeout=2s", pr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	answered := make(chan string, 1)
+	go func() {
+		resp, err := p.Client.Do(req)
+		if err != nil {
+			answered <- "error: " + err.Error()
+			return
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		answered <- fmt.Sprintf("%s %d %s", resp.Proto, resp.StatusCode, b)
+	}()
+	defer pw.Close()
+	for i := 0; ; i++ {
+		select {
+		case a := <-answered:
+			t.Logf("answered after %d bytes: %.200s", i, a)
+			if !strings.HasPrefix(a, "HTTP/2") || !strings.Contains(a, "reading the request") {
+				t.Errorf("answer: %.300s", a)
+			}
+			checkInjected(t, p)
+			return
+		case <-time.After(200 * time.Millisecond):
+		}
+		if i == 300 { // a minute of trickling: the webhook holds the request open
+			t.Fatal("no answer to a body that trickles in")
+		}
+		_, _ = pw.Write([]byte(" "))
+	}
+}
