@@ -16,6 +16,9 @@ const (
 	// workPerFinding is what a finding costs: a digest, a fingerprint, a field path,
 	// a set entry and their allocations take about as long as reading 3 KiB.
 	workPerFinding = 12288
+	// workPerPEMBlock is what a PEM block costs over its candidate: finding its END
+	// marker, reading its label and checking its body's structure.
+	workPerPEMBlock = 768
 	// workPerNestedWalk is what setting up a reader for JSON text inside a string costs.
 	workPerNestedWalk = 4096
 	// workCheckInterval is how much work passes between two looks at the deadline.

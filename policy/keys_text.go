@@ -652,8 +652,9 @@ type braceIndex struct {
 }
 
 func newBraceIndex(text []byte) *braceIndex {
-	bi := &braceIndex{}
-	var open []int32 // indexes into opens of the objects not closed yet
+	n := bytes.Count(text, []byte{'{'})
+	bi := &braceIndex{opens: make([]int32, 0, n), closes: make([]int32, 0, n)}
+	open := make([]int32, 0, n) // indexes into opens of the objects not closed yet
 	for i, c := range text {
 		switch c {
 		case '{':
@@ -831,6 +832,10 @@ func (s *keyScanner) scanPEM(text []byte, masked [][2]int) ([][2]int, error) {
 			continue
 		}
 		if err := s.candidate(); err != nil {
+			return nil, err
+		}
+		// A block's markers, label and body checks cost more than a candidate.
+		if err := s.charge(workPerPEMBlock); err != nil {
 			return nil, err
 		}
 		if !nextMarker(text, m.end, &end) {
