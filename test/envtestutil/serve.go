@@ -38,8 +38,9 @@ type Serve struct {
 }
 
 // StartServe runs binary as serve with a config file of the defaults, leader election
-// off and no shutdown delay, plus extraArgs, and waits until /readyz passes.
-func StartServe(c *ControlPlane, binary string, extraArgs ...string) (*Serve, error) {
+// off and no shutdown delay, plus serverConfig (more fields of the config's "server",
+// as YAML lines indented by two spaces) and extraArgs, and waits until /readyz passes.
+func StartServe(c *ControlPlane, binary, serverConfig string, extraArgs ...string) (*Serve, error) {
 	dir, err := os.MkdirTemp("", "sandbox-webhook-serve-")
 	if err != nil {
 		return nil, err
@@ -56,7 +57,7 @@ func StartServe(c *ControlPlane, binary string, extraArgs ...string) (*Serve, er
 	if err != nil {
 		return nil, err
 	}
-	config := "apiVersion: sandbox-webhook.io/v1alpha1\nkind: Config\nserver:\n  leaderElection: false\n  shutdownDelay: 0s\n"
+	config := "apiVersion: sandbox-webhook.io/v1alpha1\nkind: Config\nserver:\n  leaderElection: false\n  shutdownDelay: 0s\n" + serverConfig
 	configPath, kubeconfigPath := filepath.Join(dir, "config.yaml"), filepath.Join(dir, "kubeconfig")
 	for path, data := range map[string][]byte{configPath: []byte(config), kubeconfigPath: kubeconfig} {
 		if err := os.WriteFile(path, data, 0o600); err != nil {

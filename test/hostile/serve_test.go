@@ -77,8 +77,11 @@ func startServe(t *testing.T) *served {
 		if serveErr = cp.Client.Create(context.Background(), ns); serveErr != nil {
 			return
 		}
-		// The Deployment's limit, as the Downward API passes it.
-		theServe, serveErr = envtestutil.StartServe(cp, binary, "--memory-limit=256Mi")
+		// The Deployment's memory limit, as the Downward API passes it. An ordinary
+		// pod may wait for a turn behind eight heavy ones on a slow machine: the test
+		// checks that it is injected, and logs how long it took, rather than the 429
+		// a shorter queue timeout gives.
+		theServe, serveErr = envtestutil.StartServe(cp, binary, "  reviewQueueTimeout: 20s\n", "--memory-limit=256Mi")
 	})
 	if serveErr != nil {
 		t.Fatal(serveErr)

@@ -302,7 +302,7 @@ func BenchmarkLoad(b *testing.B) {
 	if err := cp.Client.Create(ctx, ns); err != nil && !apierrors.IsAlreadyExists(err) {
 		b.Fatal(err)
 	}
-	serve, err := envtestutil.StartServe(cp, binary)
+	serve, err := envtestutil.StartServe(cp, binary, "")
 	if err != nil {
 		b.Fatal(err)
 	}
