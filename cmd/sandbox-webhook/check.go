@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 
@@ -185,11 +187,15 @@ func decodeDocuments(name string, r io.Reader) ([]checkDocument, error) {
 		}
 		raw, err := utilyaml.ToJSON(chunk)
 		if err != nil {
-			return nil, fmt.Errorf("%s:%d: not YAML or JSON: %w", name, n, err)
+			return nil, fmt.Errorf("%s:%d: not YAML or JSON%s", name, n, yamlErrorLine(err))
+		}
+		if why := notAnObject(raw); why != "" {
+			return nil, fmt.Errorf("%s:%d: not a Kubernetes object: %s", name, n, why)
 		}
 		obj := &unstructured.Unstructured{}
 		if err := obj.UnmarshalJSON(raw); err != nil {
-			return nil, fmt.Errorf("%s:%d: not a Kubernetes object: %w", name, n, err)
+			// The decoder's message may quote the whole document, key and all.
+			return nil, fmt.Errorf("%s:%d: not a Kubernetes object: its apiVersion, kind or metadata cannot be read", name, n)
 		}
 		source := fmt.Sprintf("%s:%d", name, n)
 		if obj.IsList() {
@@ -210,6 +216,38 @@ func decodeDocuments(name string, r io.Reader) ([]checkDocument, error) {
 		docs = append(docs, checkDocument{Source: source, Raw: raw, Obj: obj})
 	}
 }
+
+// notAnObject says why raw is no Kubernetes object (not an object, no string kind or
+// apiVersion), or "" when it may be one. It never quotes raw: a document without a kind
+// may be a key file.
+func notAnObject(raw []byte) string {
+	var head map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &head); err != nil {
+		return "the document is not a mapping"
+	}
+	for _, field := range []string{"kind", "apiVersion"} {
+		v, ok := head[field]
+		if !ok {
+			return "it has no " + field
+		}
+		var s string
+		if json.Unmarshal(v, &s) != nil || s == "" {
+			return field + " is not a non-empty string"
+		}
+	}
+	return ""
+}
+
+// yamlErrorLine is ": line N" from a YAML parser's error, or "": the rest of its
+// message may quote the input.
+func yamlErrorLine(err error) string {
+	if m := yamlLine.FindStringSubmatch(err.Error()); m != nil {
+		return ": line " + m[1]
+	}
+	return ""
+}
+
+var yamlLine = regexp.MustCompile(`line (\d+)`)
 
 func stripYAMLComments(b []byte) []byte {
 	var out []byte

@@ -37,7 +37,13 @@ type keyReportUninspected struct {
 func validateDocuments(stdout io.Writer, docs []checkDocument, cfg *policy.Config, format string) (bool, error) {
 	report := keyReport{Findings: []keyReportFinding{}}
 	for _, d := range docs {
-		findings, err := policy.DetectPrivateKeys(d.Raw, d.Obj.GetKind(), cfg)
+		// Only the core Secret is where a key belongs: a CR named Secret in another
+		// group is inspected like any other object.
+		kind := d.Obj.GetKind()
+		if g := d.Obj.GroupVersionKind().Group; kind == "Secret" && g != "" {
+			kind += "." + g
+		}
+		findings, err := policy.DetectPrivateKeys(d.Raw, kind, cfg)
 		if err != nil {
 			var limit *policy.KeyLimitError
 			if !errors.As(err, &limit) {

@@ -84,6 +84,18 @@ stringData:
 	leaky := writeFile(t, dir, "leaky.yaml", cleanPod+"---\n"+podWithKey)
 	clean := writeFile(t, dir, "clean.yaml", cleanPod+"---\n"+secret)
 	broken := writeFile(t, dir, "broken.yaml", "kind: [\n")
+	// A service-account key file and Helm values are no Kubernetes objects: check must
+	// refuse them without quoting them, key and all.
+	saKey, _ := json.Marshal(map[string]string{"type": "service_account", "client_email": "a@b.iam.gserviceaccount.com", "private_key": keyPEM})
+	saJSON := writeFile(t, dir, "sa.json", string(saKey))
+	numericKind := writeFile(t, dir, "values.yaml", "kind: 5\napiVersion: v1\ntls:\n  key: |\n"+indent(keyPEM, "    ")+"\n")
+	otherSecret := writeFile(t, dir, "other-secret.yaml", `apiVersion: example.com/v1
+kind: Secret
+metadata:
+  name: not-a-core-secret
+spec:
+  key: |
+`+indent(keyPEM, "    ")+"\n")
 
 	cases := []struct {
 		name     string
@@ -91,6 +103,7 @@ stringData:
 		stdin    string
 		wantCode int
 		wantOut  []string
+		wantErr  []string
 	}{
 		{name: "rejected-file", args: []string{"-f", leaky}, wantCode: 1,
 			wantOut: []string{leaky + ":2: Pod/leaky: spec.containers[0].env[0].value: Ed25519 private key (PKCS#8), " + fp + "\n"}},
@@ -101,6 +114,9 @@ stringData:
 		{name: "json-output", args: []string{"-o", "json", "-f", leaky}, wantCode: 1, wantOut: []string{`"rejected": true`, `"fingerprint": "` + fp + `"`, `"container": "agent"`, `"env": "TLS_KEY"`}},
 		{name: "unreadable", args: []string{"-f", filepath.Join(dir, "missing.yaml")}, wantCode: 2},
 		{name: "unparseable", args: []string{"-f", broken}, wantCode: 2},
+		{name: "key-file-without-kind", args: []string{"-f", saJSON}, wantCode: 2, wantErr: []string{saJSON + ":1: not a Kubernetes object: it has no kind"}},
+		{name: "kind-not-a-string", args: []string{"-f", numericKind}, wantCode: 2, wantErr: []string{numericKind + ":1: not a Kubernetes object: kind is not a non-empty string"}},
+		{name: "secret-of-another-group", args: []string{"-f", otherSecret}, wantCode: 1, wantOut: []string{"Secret/not-a-core-secret: spec.key: Ed25519 private key (PKCS#8), " + fp}},
 	}
 	if err := os.MkdirAll(dir+"/sub", 0o755); err != nil {
 		t.Fatal(err)
@@ -117,6 +133,11 @@ stringData:
 			for _, want := range tc.wantOut {
 				if !strings.Contains(stdout.String(), want) {
 					t.Errorf("stdout %q lacks %q", stdout.String(), want)
+				}
+			}
+			for _, want := range tc.wantErr {
+				if !strings.Contains(stderr.String(), want) {
+					t.Errorf("stderr %q lacks %q", stderr.String(), want)
 				}
 			}
 			if tc.wantCode == 0 && stdout.Len() != 0 {
