@@ -182,6 +182,11 @@ type PrivateKeyConfig struct {
 	WorkPerByte int `json:"workPerByte"`
 	// MaxDecodeDepth caps nested decoding (base64 in base64, and so on).
 	MaxDecodeDepth int `json:"maxDecodeDepth"`
+	// ExcludedNamespaces are namespaces whose objects are not inspected for keys, on top
+	// of kube-system, kube-public, kube-node-lease and the webhook's own namespace.
+	// tenants.excludedNamespaces does not apply here: a namespace that is no tenant
+	// still must not store keys in its pods.
+	ExcludedNamespaces []string `json:"excludedNamespaces,omitempty"`
 	// MaxCandidates is no longer read: WorkPerByte, which grows with the object,
 	// replaced the fixed cap on candidates. It is accepted so that config files written
 	// for earlier versions still load.
@@ -415,6 +420,9 @@ func (c *Config) Validate() error {
 	} else {
 		c.tenantSelector = sel
 	}
+	for i, ns := range c.PrivateKeys.ExcludedNamespaces {
+		dns1123Label(at("privateKeys", "excludedNamespaces").Index(i), ns)
+	}
 	for i, ns := range c.Tenants.ExcludedNamespaces {
 		dns1123Label(at("tenants", "excludedNamespaces").Index(i), ns)
 	}
@@ -568,6 +576,13 @@ func (c *Config) TenantSelector() labels.Selector {
 // IsExcludedNamespace reports whether the webhook must never touch namespace ns.
 func (c *Config) IsExcludedNamespace(ns string) bool {
 	return ns == c.Server.Namespace || slices.Contains(alwaysExcludedNamespaces, ns) || slices.Contains(c.Tenants.ExcludedNamespaces, ns)
+}
+
+// IsKeyValidationExcluded reports whether objects of namespace ns are left out of the
+// private-key check: the system namespaces, the webhook's own and
+// privateKeys.excludedNamespaces, but not tenants.excludedNamespaces.
+func (c *Config) IsKeyValidationExcluded(ns string) bool {
+	return ns == c.Server.Namespace || slices.Contains(alwaysExcludedNamespaces, ns) || slices.Contains(c.PrivateKeys.ExcludedNamespaces, ns)
 }
 
 // IsTenantNamespace reports whether a namespace with these labels is a tenant.

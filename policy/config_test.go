@@ -117,6 +117,7 @@ func TestParseConfigRejects(t *testing.T) {
 		{"shutdown delay too long", head + "server:\n  shutdownDelay: 6m\n", []string{"server.shutdownDelay", "between 0s and 5m"}},
 		{"graceful shutdown timeout negative", head + "server:\n  gracefulShutdownTimeout: -1s\n", []string{"server.gracefulShutdownTimeout", "at most 10m"}},
 		{"graceful shutdown timeout too long", head + "server:\n  gracefulShutdownTimeout: 11m\n", []string{"server.gracefulShutdownTimeout", "at most 10m"}},
+		{"key validation excluded namespace invalid", head + "privateKeys:\n  excludedNamespaces: ['Not_A_Name']\n", []string{"privateKeys.excludedNamespaces[0]"}},
 		{"reviews in flight negative", head + "server:\n  maxReviewsInFlight: -1\n", []string{"server.maxReviewsInFlight", "between 0"}},
 		{"reviews in flight too many", head + "server:\n  maxReviewsInFlight: 10001\n", []string{"server.maxReviewsInFlight", "10000"}},
 		{"review queue timeout negative", head + "server:\n  reviewQueueTimeout: -1s\n", []string{"server.reviewQueueTimeout", "at most 30s"}},

@@ -101,7 +101,7 @@ func (v *KeyValidator) decide(ctx context.Context, req *reviewRequest) admission
 	}
 	kind := req.Kind.Kind
 	// The webhook configuration's namespaceSelector is only the first filter.
-	if kind == "Secret" || len(req.Object) == 0 || v.Config.IsExcludedNamespace(req.Namespace) {
+	if kind == "Secret" || len(req.Object) == 0 || v.Config.IsKeyValidationExcluded(req.Namespace) {
 		return admission.Allowed("")
 	}
 	resource := req.Resource.Resource
@@ -125,14 +125,15 @@ func (v *KeyValidator) decide(ctx context.Context, req *reviewRequest) admission
 		return admission.Allowed("")
 	}
 
-	// An update may keep a key the object already held (say, to remove a finalizer from
-	// an object created before this webhook); it may not add one.
+	// An update may keep a key the object already held at the same field (say, to
+	// remove a finalizer from an object created before this webhook); it may not add
+	// one, nor move one to another field.
 	var existing map[string]bool
 	if req.Operation == admissionv1.Update && len(req.OldObject) > 0 {
 		if old, err := policy.DetectPrivateKeysUntil(ctx.Done(), req.OldObject, kind, v.Config); err == nil {
 			existing = map[string]bool{}
 			for _, f := range old {
-				existing[f.Fingerprint] = true
+				existing[f.Field+"\x00"+f.Fingerprint] = true
 			}
 		}
 	}
@@ -144,7 +145,7 @@ func (v *KeyValidator) decide(ctx context.Context, req *reviewRequest) admission
 			warnings = append(warnings, fmt.Sprintf("%s: a block labelled as a private key holds public key material; it is allowed, but check what was meant", f.Field))
 		case f.Allowed:
 			warnings = append(warnings, fmt.Sprintf("%s: %s %s is allowed by privateKeys.allowedFingerprints", f.Field, f.Kind, f.Fingerprint))
-		case existing[f.Fingerprint]:
+		case existing[f.Field+"\x00"+f.Fingerprint]:
 			warnings = append(warnings, fmt.Sprintf("%s: the object already held this private key (%s, %s); move it to a Secret", f.Field, f.Kind, f.Fingerprint))
 		default:
 			rejecting = append(rejecting, f)

@@ -3,6 +3,7 @@ package webhook
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -42,6 +43,29 @@ func podWithEnv(value string) map[string]any {
 	}}}
 }
 
+// podWithEnvs is a pod whose container has one env var per value, K0, K1, ...
+func podWithEnvs(values ...string) map[string]any {
+	var env []any
+	for i, v := range values {
+		env = append(env, map[string]any{"name": fmt.Sprintf("K%d", i), "value": v})
+	}
+	return map[string]any{"apiVersion": "v1", "kind": "Pod", "metadata": map[string]any{"name": "p"}, "spec": map[string]any{"containers": []any{
+		map[string]any{"name": "agent", "image": "a", "env": env},
+	}}}
+}
+
+func tenantsExcluding(ns string) *policy.Config {
+	cfg := policy.DefaultConfig()
+	cfg.Tenants.ExcludedNamespaces = []string{ns}
+	return cfg
+}
+
+func keysExcluding(ns string) *policy.Config {
+	cfg := policy.DefaultConfig()
+	cfg.PrivateKeys.ExcludedNamespaces = []string{ns}
+	return cfg
+}
+
 func TestKeyValidatorDecisions(t *testing.T) {
 	keyPEM, body, fp := envtestKey(t)
 	small := policy.DefaultConfig()
@@ -63,6 +87,14 @@ func TestKeyValidatorDecisions(t *testing.T) {
 		{name: "update-keeping-existing-key", req: keyRequest(admissionv1.Update, "Pod", "pods", "", podWithEnv(keyPEM), podWithEnv(keyPEM)), allowed: true, audit: true},
 		{name: "over-bounds", cfg: small, req: keyRequest(admissionv1.Create, "Pod", "pods", "", podWithEnv(keyPEM+strings.Repeat(" ", 1024)), nil),
 			inMessage: []string{"not inspected", "privateKeys.maxObjectBytes"}, audit: true},
+		{name: "update-moving-the-key-to-another-field", req: keyRequest(admissionv1.Update, "Pod", "pods", "", podWithEnvs("other", keyPEM), podWithEnvs(keyPEM, "other")),
+			inMessage: []string{fp, "spec.containers[0].env[1].value"}, audit: true},
+		{name: "update-copying-the-key-to-another-field", req: keyRequest(admissionv1.Update, "Pod", "pods", "", podWithEnvs(keyPEM, keyPEM), podWithEnvs(keyPEM, "other")),
+			inMessage: []string{fp, "spec.containers[0].env[1].value"}, audit: true},
+		{name: "tenants-excluded-namespace-is-still-checked", cfg: tenantsExcluding("team-x"),
+			req: inNamespace(keyRequest(admissionv1.Create, "Pod", "pods", "", podWithEnv(keyPEM), nil), "team-x"), inMessage: []string{fp}, audit: true},
+		{name: "key-validation-excluded-namespace", cfg: keysExcluding("legacy"),
+			req: inNamespace(keyRequest(admissionv1.Create, "Pod", "pods", "", podWithEnv(keyPEM), nil), "legacy"), allowed: true},
 		{name: "excluded-namespace-is-never-touched", req: inNamespace(keyRequest(admissionv1.Create, "Pod", "pods", "", podWithEnv(keyPEM), nil), "kube-system"), allowed: true},
 		{name: "tenant-namespace-is-checked", req: inNamespace(keyRequest(admissionv1.Create, "Pod", "pods", "", podWithEnv(keyPEM), nil), "tenant-a"),
 			inMessage: []string{fp}, audit: true},
