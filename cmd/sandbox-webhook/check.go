@@ -105,7 +105,7 @@ cluster's state. Exit status: 0 all allowed, 1 something rejected, 2 unreadable 
 	if *mutate {
 		rejected, err = mutateDocuments(stdout, stderr, docs, cfg, *output)
 	} else {
-		rejected, err = validateDocuments(stdout, docs, cfg, *output)
+		rejected, err = validateDocuments(stdout, stderr, docs, cfg, *output)
 	}
 	if err != nil {
 		return &exitError{code: checkBadInput, err: err}

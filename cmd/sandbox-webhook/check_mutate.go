@@ -30,7 +30,7 @@ type injectedPod struct {
 func mutateDocuments(stdout, stderr io.Writer, docs []checkDocument, cfg *policy.Config, format string) (bool, error) {
 	// Validation runs first, exactly as in `check` without --mutate; its report goes
 	// to stderr so that stdout stays the mutated objects.
-	rejected, err := validateDocuments(stderr, docs, cfg, "")
+	rejected, err := validateDocuments(stderr, stderr, docs, cfg, "")
 	if err != nil {
 		return false, err
 	}

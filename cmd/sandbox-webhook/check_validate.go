@@ -23,6 +23,15 @@ type keyReport struct {
 	Findings []keyReportFinding `json:"findings"`
 	// Uninspected lists objects over the detection bounds; they count as rejected.
 	Uninspected []keyReportUninspected `json:"uninspected,omitempty"`
+	// Skipped lists objects of kinds the webhook does not validate (Secrets and
+	// Namespaces, which stand for cluster state, are not listed).
+	Skipped []keyReportSkipped `json:"skipped,omitempty"`
+}
+
+type keyReportSkipped struct {
+	Source string `json:"source"`
+	Object string `json:"object"`
+	Reason string `json:"reason"`
 }
 
 type keyReportUninspected struct {
@@ -32,18 +41,28 @@ type keyReportUninspected struct {
 }
 
 // validateDocuments runs private-key validation over docs and prints one line per
-// finding (format "text" or "") or a JSON report ("json"). It reports whether anything
-// was rejected.
-func validateDocuments(stdout io.Writer, docs []checkDocument, cfg *policy.Config, format string) (bool, error) {
+// finding (format "text" or "") or a JSON report ("json") to stdout, and a note for each
+// object of a kind the webhook does not validate to notes (text only). It reports whether
+// anything was rejected.
+func validateDocuments(stdout, notes io.Writer, docs []checkDocument, cfg *policy.Config, format string) (bool, error) {
 	report := keyReport{Findings: []keyReportFinding{}}
 	for _, d := range docs {
-		// Only the core Secret is where a key belongs: a CR named Secret in another
-		// group is inspected like any other object.
-		kind := d.Obj.GetKind()
-		if g := d.Obj.GroupVersionKind().Group; kind == "Secret" && g != "" {
-			kind += "." + g
+		// The webhook inspects the kinds of policy.KeyValidatedResources and no others;
+		// so does check, so that both give the same answer. A kind Secret of another
+		// group is not the core Secret: it is inspected if the list names it.
+		gvk := d.Obj.GroupVersionKind()
+		if !policy.IsKeyValidatedKind(gvk.Group, gvk.Kind) {
+			if gvk.Group == "" && (gvk.Kind == "Secret" || gvk.Kind == "Namespace") {
+				continue
+			}
+			reason := fmt.Sprintf("the webhook does not validate %s objects", gvkLabel(gvk.Group, gvk.Kind))
+			report.Skipped = append(report.Skipped, keyReportSkipped{Source: d.Source, Object: d.Label(), Reason: reason})
+			if format != "json" {
+				fmt.Fprintf(notes, "%s: %s: skipped: %s\n", d.Source, d.KindName(), reason)
+			}
+			continue
 		}
-		findings, err := policy.DetectPrivateKeys(d.Raw, kind, cfg)
+		findings, err := policy.DetectPrivateKeys(d.Raw, gvk.Kind, cfg)
 		if err != nil {
 			var limit *policy.KeyLimitError
 			if !errors.As(err, &limit) {
@@ -73,4 +92,12 @@ func validateDocuments(stdout io.Writer, docs []checkDocument, cfg *policy.Confi
 		}
 	}
 	return report.Rejected, nil
+}
+
+// gvkLabel is Kind, or Kind.group outside the core group.
+func gvkLabel(group, kind string) string {
+	if group == "" {
+		return kind
+	}
+	return kind + "." + group
 }

@@ -97,6 +97,34 @@ spec:
   key: |
 `+indent(keyPEM, "    ")+"\n")
 
+	podTemplate := writeFile(t, dir, "podtemplate.yaml", `apiVersion: v1
+kind: PodTemplate
+metadata:
+  name: tpl
+template:
+  spec:
+    containers:
+    - name: agent
+      image: agent:1
+      env:
+      - name: TLS_KEY
+        value: |
+`+indent(keyPEM, "          ")+"\n")
+	rc := writeFile(t, dir, "rc.yaml", `apiVersion: v1
+kind: ReplicationController
+metadata:
+  name: rc
+spec:
+  template:
+    spec:
+      containers:
+      - name: agent
+        image: agent:1
+        env:
+        - name: TLS_KEY
+          value: |
+`+indent(keyPEM, "            ")+"\n")
+
 	cases := []struct {
 		name     string
 		args     []string
@@ -116,7 +144,12 @@ spec:
 		{name: "unparseable", args: []string{"-f", broken}, wantCode: 2},
 		{name: "key-file-without-kind", args: []string{"-f", saJSON}, wantCode: 2, wantErr: []string{saJSON + ":1: not a Kubernetes object: it has no kind"}},
 		{name: "kind-not-a-string", args: []string{"-f", numericKind}, wantCode: 2, wantErr: []string{numericKind + ":1: not a Kubernetes object: kind is not a non-empty string"}},
-		{name: "secret-of-another-group", args: []string{"-f", otherSecret}, wantCode: 1, wantOut: []string{"Secret/not-a-core-secret: spec.key: Ed25519 private key (PKCS#8), " + fp}},
+		// The webhook's rules name no example.com kind, so the API server never sends it
+		// one; check says so instead of passing it silently or rejecting what the
+		// cluster would admit.
+		{name: "secret-of-another-group", args: []string{"-f", otherSecret}, wantCode: 0, wantErr: []string{otherSecret + ":1: Secret/not-a-core-secret: skipped: the webhook does not validate Secret.example.com objects"}},
+		{name: "pod-template", args: []string{"-f", podTemplate}, wantCode: 1, wantOut: []string{"PodTemplate/tpl: template.spec.containers[0].env[0].value: Ed25519 private key (PKCS#8), " + fp}},
+		{name: "replication-controller", args: []string{"-f", rc}, wantCode: 1, wantOut: []string{"ReplicationController/rc: spec.template.spec.containers[0].env[0].value: Ed25519 private key (PKCS#8), " + fp}},
 	}
 	if err := os.MkdirAll(dir+"/sub", 0o755); err != nil {
 		t.Fatal(err)

@@ -178,14 +178,19 @@ func TestWebhookConfigurationsMatchTheServer(t *testing.T) {
 					}
 				}
 			}
-			for _, want := range []string{
-				"/v1/pods", "/v1/pods/ephemeralcontainers", "/v1/configmaps",
-				"agents.x-k8s.io/*/sandboxes",
-				"apps/v1/deployments", "apps/v1/statefulsets", "apps/v1/daemonsets", "apps/v1/replicasets",
-				"batch/v1/jobs", "batch/v1/cronjobs",
-			} {
-				if !covered[want] {
-					t.Errorf("the validating webhook does not cover %s", want)
+			// Exactly policy.KeyValidatedResources, the list `check` uses too.
+			want := map[string]bool{}
+			for _, r := range policy.KeyValidatedResources {
+				want[fmt.Sprintf("%s/%s/%s", r.Group, r.Version, r.Resource)] = true
+			}
+			for w := range want {
+				if !covered[w] {
+					t.Errorf("the validating webhook does not cover %s (policy.KeyValidatedResources)", w)
+				}
+			}
+			for c := range covered {
+				if !want[c] {
+					t.Errorf("the validating webhook covers %s, which policy.KeyValidatedResources does not list", c)
 				}
 			}
 		})
