@@ -11,11 +11,23 @@ import (
 type keyBytes struct {
 	kind   string // a private key of this kind
 	public bool   // public material (a public key or certificate), not a key
+	// material is the part of the payload the fingerprint is taken over: the key
+	// without bytes that trail it. Nil means the whole payload.
+	material []byte
+}
+
+// fingerprintOf is the digest a finding of r in payload b carries.
+func (r keyBytes) digest(b []byte) [sha256.Size]byte {
+	if r.material != nil {
+		return sha256.Sum256(r.material)
+	}
+	return sha256.Sum256(b)
 }
 
 // classifyKeyBytes recognises a decoded key by its framing only: DER structure of PKCS#1,
-// PKCS#8 (plain and encrypted), SEC1 and DSA keys, and the OpenSSH container. It never
-// does the key's mathematics.
+// PKCS#8 (plain and encrypted), SEC1 and DSA keys, the OpenSSH container, and the
+// keystores that hold keys (PKCS#12, JKS, JCEKS). It never does the key's mathematics.
+// DER followed by other bytes is a key too (OpenSSL reads the first element and stops).
 func classifyKeyBytes(b []byte) keyBytes {
 	if bytes.HasPrefix(b, []byte("openssh-key-v1\x00")) {
 		return classifyOpenSSH(b)
@@ -23,7 +35,18 @@ func classifyKeyBytes(b []byte) keyBytes {
 	if isSSHPublicBlob(b) {
 		return keyBytes{public: true}
 	}
+	if r := classifyKeystore(b); r.kind != "" || r.public {
+		return r
+	}
 	if len(b) > 0 && b[0] == 0x30 {
+		if _, rest, ok := derNext(b); ok && len(rest) > 0 {
+			head := b[:len(b)-len(rest)]
+			if r := classifyDER(head); r.kind != "" {
+				r.material = head
+				return r
+			}
+			return keyBytes{}
+		}
 		return classifyDER(b)
 	}
 	return keyBytes{}
@@ -374,7 +397,13 @@ func (s *keyScanner) scanBase64(text []byte, masked [][2]int, depth int) error {
 			stop = masked[mi][0]
 		}
 		blob, next := collectBlob(text[:stop], i)
-		if len(blob) >= minBase64Run && !isHex(blob) {
+		if len(blob) >= minBase64Run && isHex(blob) {
+			if hexMayHoldKey(blob) {
+				if err := s.examineHex(blob, depth); err != nil {
+					return err
+				}
+			}
+		} else if len(blob) >= minBase64Run {
 			found := len(s.findings)
 			if afterEscapedBreak(text, i) {
 				// The letter of an escaped line break ("\n") glued to the run.
@@ -557,12 +586,15 @@ func (s *keyScanner) examineBase64At(b64 []byte, url bool, depth int) error {
 		return nil
 	}
 	if r := classifyKeyBytes(data); r.kind != "" {
-		s.add(r.kind, sha256.Sum256(data), false)
+		s.add(r.kind, r.digest(data), false)
 		return nil
 	}
 	if pgpPacket(data) == pgpSecret {
 		s.add(KindPGP, sha256.Sum256(data), false)
 		return nil
+	}
+	if isGzip(data) {
+		return s.examineGzip(data, depth)
 	}
 	if looksLikeText(data) {
 		return s.scanText(data, depth+1)

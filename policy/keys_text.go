@@ -46,6 +46,7 @@ const (
 	trigJWK                            // "kty"
 	trigBase64                         // a base64 run of minBase64Run, not only hex
 	trigPercent                        // percent escapes
+	trigWireGuard                      // "PrivateKey" and '=', any case
 )
 
 // mayHoldKey is the cheap filter in front of everything else: it is true for any text
@@ -99,7 +100,12 @@ func findTriggers(b []byte, first bool) triggerSet {
 		}
 	}
 	if hasPercentEscapes(b) {
-		t |= trigPercent
+		if t |= trigPercent; first {
+			return t
+		}
+	}
+	if mayHoldWireGuard(b) {
+		t |= trigWireGuard
 	}
 	return t
 }
@@ -225,7 +231,7 @@ func base64Runs(b []byte, dst []int, max int) []int {
 		for start > 0 && b64Class[b[start-1]] {
 			start--
 		}
-		if !isHex(b[start:end]) {
+		if run := b[start:end]; !isHex(run) || hexMayHoldKey(run) {
 			dst = append(dst, start)
 		}
 		i = end + L
@@ -310,7 +316,7 @@ back:
 		total += e - n
 		allHex = allHex && isHex(b[n:e])
 		if total >= minBase64Run {
-			return s, !allHex
+			return s, !allHex || hexMayHoldKey(b[s:e])
 		}
 		if e-n < minWrapLine {
 			return 0, false
@@ -394,6 +400,11 @@ func (s *keyScanner) scanText(text []byte, depth int) error {
 	}
 	if trig&trigAge != 0 {
 		s.scanAge(text)
+	}
+	if trig&trigWireGuard != 0 {
+		if err := s.scanWireGuard(text); err != nil {
+			return err
+		}
 	}
 	if trig&trigBase64 != 0 {
 		if err := s.scanBase64(text, masked, depth); err != nil {
@@ -849,8 +860,11 @@ func (s *keyScanner) scanPEM(text []byte, masked [][2]int) ([][2]int, error) {
 			continue
 		}
 		label := m.labelBytes()
-		switch {
-		case s.examineBlock(label, text[m.end:end.start]):
+		switch body := text[m.end:end.start]; {
+		case s.examineBlock(label, body):
+			masked = append(masked, [2]int{m.start, end.end})
+		case s.examineRelabelled(body):
+			// A key's body under another label: OpenSSL and Go read the body.
 			masked = append(masked, [2]int{m.start, end.end})
 		case isPublicLabel(label) && bytes.Equal(label, end.labelBytes()):
 			masked = append(masked, [2]int{m.start, end.end})
@@ -897,6 +911,27 @@ func (s *keyScanner) examineBlock(label, body []byte) bool {
 	return true
 }
 
+// examineRelabelled examines the body of a block whose label does not say private
+// key (PUBLIC KEY, CERTIFICATE, parameters, any other): tools that load a key look at
+// the body, not the label. It reports whether the body was a key.
+func (s *keyScanner) examineRelabelled(body []byte) bool {
+	if !s.spend(2 * len(body)) {
+		return false
+	}
+	if bytes.IndexByte(body, ':') >= 0 {
+		body = afterHeaders(body)
+	}
+	der, ok := cleanBase64(body)
+	if !ok {
+		return false
+	}
+	if r := classifyKeyBytes(der); r.kind != "" {
+		s.add(r.kind, r.digest(der), false)
+		return true
+	}
+	return false
+}
+
 // examinePrivatePEM handles every "... PRIVATE KEY" block.
 func (s *keyScanner) examinePrivatePEM(label, body []byte) {
 	if indexFold(body, "proc-type:", 0) >= 0 {
@@ -914,7 +949,7 @@ func (s *keyScanner) examinePrivatePEM(label, body []byte) {
 	r := classifyKeyBytes(der)
 	switch {
 	case r.kind != "":
-		s.add(r.kind, sha256.Sum256(der), false)
+		s.add(r.kind, r.digest(der), false)
 	case r.public:
 		s.add(KindMalformedPublic, sha256.Sum256(der), true)
 	}
