@@ -244,8 +244,12 @@ func makeKeyFixtures() []keyFixture {
 		fx = append(fx, keyFixture{name: k.name, text: text, kind: kind, material: blk.Bytes, body: pemBody(text), multiline: true})
 	}
 
-	// OpenPGP: a v4 secret-key packet (old format, tag 5) with an RSA-like body.
-	pgpBody := concat([]byte{4}, []byte{0x5f, 0, 0, 0}, []byte{1}, []byte{0x08, 0x00}, randBytes(256), []byte{0, 0x11, 1, 0, 1}, []byte{0}, randBytes(600))
+	// OpenPGP: a v4 secret-key packet (old format, tag 5) with an RSA-like body: a
+	// 2048-bit modulus (its top bit set, as the MPI's bit count says), e = 65537, and
+	// usage octet 0 before the secret part.
+	pgpN := randBytes(256)
+	pgpN[0] |= 0x80
+	pgpBody := concat([]byte{4}, []byte{0x5f, 0, 0, 0}, []byte{1}, []byte{0x08, 0x00}, pgpN, []byte{0, 0x11, 1, 0, 1}, []byte{0}, randBytes(600))
 	pgpPacketBytes := concat([]byte{0x95, byte(len(pgpBody) >> 8), byte(len(pgpBody))}, pgpBody)
 	pgpB64 := base64.StdEncoding.EncodeToString(pgpPacketBytes)
 	pgpText := "-----BEGIN PGP PRIVATE KEY BLOCK-----\nComment: test key\n\n" + wrap(pgpB64, 64) + "\n=AbCd\n-----END PGP PRIVATE KEY BLOCK-----\n"

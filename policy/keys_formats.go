@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/base64"
+	"math/bits"
 	"strings"
 )
 
@@ -151,6 +152,39 @@ func pkcs8Kind(oid []byte) string {
 	return KindPKCS8
 }
 
+// isKeyEncryptionOID recognises the algorithms that tools encrypt a PKCS#8 key with
+// (EncryptedPrivateKeyInfo): PKCS#5 PBES1 and PBES2, PKCS#12 PBE, scrypt, and the Java
+// keystores' key protection. Digests and other algorithms in the same
+// SEQUENCE { AlgorithmIdentifier, OCTET STRING } shape (a DigestInfo) are not keys.
+func isKeyEncryptionOID(oid []byte) bool {
+	var (
+		pkcs5  = []byte{0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x05}       // 1.2.840.113549.1.5
+		pkcs12 = []byte{0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x0c, 0x01} // 1.2.840.113549.1.12.1
+		sun    = []byte{0x2b, 0x06, 0x01, 0x04, 0x01, 0x2a, 0x02}             // 1.3.6.1.4.1.42.2
+	)
+	switch {
+	case len(oid) == len(pkcs5)+1 && bytes.HasPrefix(oid, pkcs5):
+		// PBES1 (pbeWithMD2/MD5/SHA1And DES/RC2: .1 .3 .4 .6 .10 .11) and PBES2 (.13);
+		// not PBKDF2 (.12) or PBMAC1 (.14), which encrypt nothing.
+		switch oid[len(pkcs5)] {
+		case 1, 3, 4, 6, 10, 11, 13:
+			return true
+		}
+	case len(oid) == len(pkcs12)+1 && bytes.HasPrefix(oid, pkcs12):
+		// pbeWithSHAAnd128BitRC4 .. pbeWithSHAAnd40BitRC2-CBC
+		return oid[len(pkcs12)] >= 1 && oid[len(pkcs12)] <= 6
+	case bytes.Equal(oid, []byte{0x2b, 0x06, 0x01, 0x04, 0x01, 0xda, 0x47, 0x04, 0x0b}):
+		return true // scrypt, 1.3.6.1.4.1.11591.4.11
+	case len(oid) == len(sun)+3 && bytes.HasPrefix(oid, sun):
+		// 1.3.6.1.4.1.42.2.17.1.1 (JKS key protector), 1.3.6.1.4.1.42.2.19.1
+		// (PBEWithMD5AndTripleDES, JCEKS)
+		return bytes.Equal(oid[len(sun):], []byte{0x11, 0x01, 0x01})
+	case len(oid) == len(sun)+2 && bytes.HasPrefix(oid, sun):
+		return bytes.Equal(oid[len(sun):], []byte{0x13, 0x01})
+	}
+	return false
+}
+
 func isSmallInt(e derElem, vals ...byte) bool {
 	if e.tag != tagInteger || len(e.content) != 1 {
 		return false
@@ -199,7 +233,9 @@ func classifyDER(b []byte) keyBytes {
 	case len(es) == 2 && es[0].tag == tagSequence && es[1].tag == tagOctets:
 		var algBuf [4]derElem
 		alg, ok := derChildren(es[0].content, algBuf[:0])
-		if !ok || len(alg) == 0 || alg[0].tag != tagOID || len(es[1].content) < 16 {
+		if !ok || len(alg) == 0 || alg[0].tag != tagOID || len(es[1].content) < 16 || !isKeyEncryptionOID(alg[0].content) {
+			// The same shape with a digest or another algorithm is a DigestInfo or
+			// alike, not a key.
 			return keyBytes{}
 		}
 		return keyBytes{kind: KindEncryptedPKCS8}
@@ -288,65 +324,222 @@ const (
 	pgpPublic
 )
 
-// pgpPacket recognises an OpenPGP secret or public key packet by its header and version.
+// pgpPacket recognises an OpenPGP secret or public key packet: a packet header whose
+// length fits the data, then the layout of a key packet of version 3 to 6 with a known
+// public-key algorithm, its public fields parsed in full (MPIs in their minimal form),
+// and for a secret key a valid S2K usage octet after them. Random values of 48 to 96
+// bytes pass a header and a version byte alone several times in 100,000; they
+// essentially never pass the whole layout.
 func pgpPacket(b []byte) pgpKind {
-	if len(b) < 8 || b[0]&0x80 == 0 {
-		return pgpNone
-	}
-	var tag byte
-	var body []byte
-	if b[0]&0x40 != 0 { // new format
-		tag = b[0] & 0x3f
-		switch l := b[1]; {
-		case l < 192:
-			body = b[2:]
-			if int(l) > len(body) {
-				return pgpNone
-			}
-			body = body[:l]
-		case l < 224:
-			n := (int(l)-192)<<8 + int(b[2]) + 192
-			if n > len(b)-3 {
-				return pgpNone
-			}
-			body = b[3 : 3+n]
-		case l == 255:
-			n := int(b[2])<<24 | int(b[3])<<16 | int(b[4])<<8 | int(b[5])
-			if n < 0 || n > len(b)-6 {
-				return pgpNone
-			}
-			body = b[6 : 6+n]
-		default:
-			return pgpNone
-		}
-	} else {
-		tag = (b[0] >> 2) & 0x0f
-		var n, off int
-		switch b[0] & 3 {
-		case 0:
-			n, off = int(b[1]), 2
-		case 1:
-			n, off = int(b[1])<<8|int(b[2]), 3
-		case 2:
-			n, off = int(b[1])<<24|int(b[2])<<16|int(b[3])<<8|int(b[4]), 5
-		default:
-			return pgpNone
-		}
-		if n < 0 || n > len(b)-off {
-			return pgpNone
-		}
-		body = b[off : off+n]
-	}
-	if len(body) < 6 || body[0] < 3 || body[0] > 6 {
+	tag, body, ok := pgpHeader(b)
+	if !ok {
 		return pgpNone
 	}
 	switch tag {
 	case 5, 7:
+		rest, ok := pgpPublicPart(body)
+		if !ok || len(rest) < 3 || !pgpS2KUsage(rest[0]) {
+			// The usage octet, then secret material or S2K fields.
+			return pgpNone
+		}
 		return pgpSecret
 	case 6, 14:
-		return pgpPublic
+		if _, ok := pgpPublicPart(body); ok {
+			return pgpPublic
+		}
 	}
 	return pgpNone
+}
+
+// pgpHeader reads the header of the packet at the start of b (old or new format) and
+// returns its tag and body. A key packet has a definite length: partial and
+// indeterminate lengths are not read.
+func pgpHeader(b []byte) (byte, []byte, bool) {
+	if len(b) < 2 || b[0]&0x80 == 0 {
+		return 0, nil, false
+	}
+	var tag byte
+	var n, off int
+	if b[0]&0x40 != 0 { // new format
+		tag = b[0] & 0x3f
+		switch l := int(b[1]); {
+		case l < 192:
+			n, off = l, 2
+		case l < 224:
+			if len(b) < 3 {
+				return 0, nil, false
+			}
+			n, off = (l-192)<<8+int(b[2])+192, 3
+		case l == 255:
+			if len(b) < 6 {
+				return 0, nil, false
+			}
+			n, off = int(b[2])<<24|int(b[3])<<16|int(b[4])<<8|int(b[5]), 6
+		default:
+			return 0, nil, false
+		}
+	} else {
+		tag = (b[0] >> 2) & 0x0f
+		switch b[0] & 3 {
+		case 0:
+			n, off = int(b[1]), 2
+		case 1:
+			if len(b) < 3 {
+				return 0, nil, false
+			}
+			n, off = int(b[1])<<8|int(b[2]), 3
+		case 2:
+			if len(b) < 5 {
+				return 0, nil, false
+			}
+			n, off = int(b[1])<<24|int(b[2])<<16|int(b[3])<<8|int(b[4]), 5
+		default:
+			return 0, nil, false
+		}
+	}
+	if n < 0 || n > len(b)-off {
+		return 0, nil, false
+	}
+	return tag, b[off : off+n], true
+}
+
+// pgpPublicPart parses the public part of a key packet's body (RFC 4880 5.5.2, RFC 9580
+// 5.5.2, and version 5 of LibrePGP) and returns what follows it.
+func pgpPublicPart(body []byte) ([]byte, bool) {
+	if len(body) < 1 {
+		return nil, false
+	}
+	var algo byte
+	var rest []byte
+	switch v := body[0]; v {
+	case 3: // version, creation time, validity days, algorithm
+		if len(body) < 8 {
+			return nil, false
+		}
+		algo, rest = body[7], body[8:]
+		return pgpAlgorithmFields(algo, rest)
+	case 4: // version, creation time, algorithm
+		if len(body) < 6 {
+			return nil, false
+		}
+		algo, rest = body[5], body[6:]
+		return pgpAlgorithmFields(algo, rest)
+	case 5, 6: // version, creation time, algorithm, octet count of the public fields
+		if len(body) < 10 {
+			return nil, false
+		}
+		algo = body[5]
+		n := int(body[6])<<24 | int(body[7])<<16 | int(body[8])<<8 | int(body[9])
+		rest = body[10:]
+		if n < 0 || n > len(rest) {
+			return nil, false
+		}
+		after, ok := pgpAlgorithmFields(algo, rest[:n])
+		if !ok || len(after) != 0 {
+			return nil, false
+		}
+		return rest[n:], true
+	}
+	return nil, false
+}
+
+// pgpAlgorithmFields parses the public fields of algorithm algo at the start of b and
+// returns what follows them; an algorithm RFC 4880 and RFC 9580 do not define is not
+// a key.
+func pgpAlgorithmFields(algo byte, b []byte) ([]byte, bool) {
+	mpis := 0
+	switch algo {
+	case 1, 2, 3: // RSA: n, e
+		mpis = 2
+	case 16: // Elgamal: p, g, y
+		mpis = 3
+	case 17: // DSA: p, q, g, y
+		mpis = 4
+	case 18, 19, 22: // ECDH, ECDSA, EdDSA (legacy): curve OID, point
+		var ok bool
+		if b, ok = pgpCurveOID(b); !ok {
+			return nil, false
+		}
+		if b, ok = pgpReadMPI(b); !ok {
+			return nil, false
+		}
+		if algo == 18 {
+			// KDF parameters: their size, then reserved octet, hash and cipher.
+			if len(b) < 1 || b[0] < 3 || b[0] == 0xff || int(b[0]) > len(b)-1 {
+				return nil, false
+			}
+			b = b[1+int(b[0]):]
+		}
+		return b, true
+	case 25, 27: // X25519, Ed25519
+		return pgpFixed(b, 32)
+	case 26: // X448
+		return pgpFixed(b, 56)
+	case 28: // Ed448
+		return pgpFixed(b, 57)
+	default:
+		return nil, false
+	}
+	for i := 0; i < mpis; i++ {
+		var ok bool
+		if b, ok = pgpReadMPI(b); !ok {
+			return nil, false
+		}
+	}
+	return b, true
+}
+
+func pgpFixed(b []byte, n int) ([]byte, bool) {
+	if len(b) < n {
+		return nil, false
+	}
+	return b[n:], true
+}
+
+// pgpReadMPI reads one multiprecision integer: a two-octet bit count, then the octets
+// of a number whose highest set bit is the one the count says.
+func pgpReadMPI(b []byte) ([]byte, bool) {
+	if len(b) < 3 {
+		return nil, false
+	}
+	nbits := int(b[0])<<8 | int(b[1])
+	n := (nbits + 7) / 8
+	if nbits == 0 || n > len(b)-2 || bits.Len8(b[2]) != nbits-8*(n-1) {
+		return nil, false
+	}
+	return b[2+n:], true
+}
+
+// pgpCurveOID reads a curve OID as a key packet holds it: one octet of length (neither
+// 0 nor 0xff), then the OID's DER content without tag and length.
+func pgpCurveOID(b []byte) ([]byte, bool) {
+	if len(b) < 1 {
+		return nil, false
+	}
+	n := int(b[0])
+	if n == 0 || n == 0xff || n > len(b)-1 {
+		return nil, false
+	}
+	oid := b[1 : 1+n]
+	// Every curve is under 1.2 or 1.3 (0x2a, 0x2b), and the last arc ends its encoding.
+	if oid[0] != 0x2a && oid[0] != 0x2b || oid[n-1]&0x80 != 0 {
+		return nil, false
+	}
+	return b[1+n:], true
+}
+
+// pgpS2KUsage recognises the octet that says how a secret key is protected: 0 (not
+// encrypted), 253 (AEAD), 254 (CFB with a SHA-1 check), 255 (CFB with a checksum), or
+// a symmetric algorithm (the legacy form).
+func pgpS2KUsage(c byte) bool {
+	switch c {
+	case 0, 253, 254, 255:
+		return true
+	case 1, 2, 3, 4, 7, 8, 9, 10, 11, 12, 13:
+		// IDEA, TripleDES, CAST5, Blowfish, AES-128/192/256, Twofish, Camellia-128/192/256
+		return true
+	}
+	return false
 }
 
 // signatures are the base64 forms, at each of the three byte alignments, of text that

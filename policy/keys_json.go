@@ -400,6 +400,7 @@ func hasByte(x uint64, c byte) uint64 {
 // members the object-level checks look at, unescaped.
 type objectFacts struct {
 	typ, kty   []byte
+	crv        []byte
 	d, k       []byte
 	hasD, hasK bool
 	pkStart    int
@@ -481,13 +482,15 @@ func (w *jsonWalker) object(nesting int) error {
 			continue
 		}
 		switch string(key) {
-		case "type", "kty", "name":
+		case "type", "kty", "crv", "name":
 			if len(v) <= 66 {
 				switch u := w.smallString(v); string(key) {
 				case "type":
 					facts.typ = u
 				case "kty":
 					facts.kty = u
+				case "crv":
+					facts.crv = u
 				case "name":
 					facts.name = u
 				}
@@ -546,7 +549,11 @@ func (w *jsonWalker) objectEnd(facts *objectFacts, start int) {
 	}
 }
 
-// jwk reports a JSON Web Key that holds private or symmetric key material.
+// jwk reports a JSON Web Key that holds private or symmetric key material. The member
+// counts only when it could be a key: it decodes (base64url, or standard base64, which
+// some libraries also load), it is as long as a key of its type and curve, and it is not
+// filler such as "AAAA…" or "xxxx…". Placeholders ("changeme", "<private exponent>",
+// "...", "") are not keys.
 func (w *jsonWalker) jwk(f *objectFacts) {
 	s := w.s
 	var material []byte
@@ -566,11 +573,12 @@ func (w *jsonWalker) jwk(f *objectFacts) {
 	default:
 		return
 	}
-	if !s.spend(workPerCandidate + 2*len(material)) {
+	// A decode, a count of distinct bytes and a look for a short repeated pattern.
+	if !s.spend(workPerCandidate + 4*len(material)) {
 		return
 	}
-	raw, err := base64.RawURLEncoding.DecodeString(string(bytes.TrimRight(material, "=")))
-	if err != nil || len(raw) < 16 {
+	raw, ok := decodeJWKMember(material)
+	if !ok || len(raw) < jwkMinLength(f) || isFiller(raw) {
 		return
 	}
 	field := s.currentField()
@@ -583,6 +591,87 @@ func (w *jsonWalker) jwk(f *objectFacts) {
 	}
 	s.addAt(field, kind, sha256.Sum256(raw), false)
 }
+
+// decodeJWKMember decodes a JWK member: base64url as RFC 7517 has it, or standard
+// base64 (with '+' and '/'), padded or not. A value mixing both alphabets is neither.
+func decodeJWKMember(m []byte) ([]byte, bool) {
+	m = bytes.TrimRight(m, "=")
+	enc := base64.RawURLEncoding
+	if bytes.ContainsAny(m, "+/") {
+		if bytes.ContainsAny(m, "-_") {
+			return nil, false
+		}
+		enc = base64.RawStdEncoding
+	}
+	raw := make([]byte, enc.DecodedLen(len(m)))
+	n, err := enc.Decode(raw, m)
+	if err != nil {
+		return nil, false
+	}
+	return raw[:n], true
+}
+
+// jwkMinLength is the fewest bytes the private member of a JWK like f holds: the size
+// of the curve's scalar or seed where kty and crv say it, 64 for an RSA private
+// exponent, 16 otherwise (an oct key included). An EC scalar may be one byte short,
+// as encoders that drop a leading zero write it.
+func jwkMinLength(f *objectFacts) int {
+	if !f.hasD {
+		return 16
+	}
+	switch string(f.kty) {
+	case "RSA":
+		return 64
+	case "EC":
+		switch string(f.crv) {
+		case "P-256", "secp256k1":
+			return 31
+		case "P-384":
+			return 47
+		case "P-521":
+			return 65
+		}
+	case "OKP":
+		switch string(f.crv) {
+		case "Ed25519", "X25519":
+			return 32
+		case "Ed448":
+			return 57
+		case "X448":
+			return 56
+		}
+	}
+	return 16
+}
+
+// isFiller reports whether b is too uniform to be key material: fewer distinct byte
+// values than a quarter of its length (up to 64; random bytes of any length have far
+// more), or one short pattern repeated. It counts b's bytes once; the look for a
+// pattern compares b with itself shifted, at most maxFillerPeriod times and only while
+// b has that few distinct bytes, each comparison stopping at the first difference.
+func isFiller(b []byte) bool {
+	var seen [256]bool
+	distinct := 0
+	for _, c := range b {
+		if !seen[c] {
+			seen[c] = true
+			distinct++
+		}
+	}
+	if distinct < min(len(b)/4, 64) {
+		return true
+	}
+	// A pattern of p bytes repeated has at most p distinct bytes.
+	for p := 1; p <= min(distinct, maxFillerPeriod) && 2*p <= len(b); p++ {
+		if bytes.Equal(b[p:], b[:len(b)-p]) {
+			return true
+		}
+	}
+	return false
+}
+
+// maxFillerPeriod is the longest pattern isFiller looks for.
+const maxFillerPeriod = 16
 
 func (w *jsonWalker) array(nesting int) error {
 	if nesting > maxJSONNesting {
