@@ -15,6 +15,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"math/big"
 	"strings"
@@ -71,6 +72,12 @@ func (k *corpus3Keys) fingerprint() string { return fingerprintOf(k.pkcs8) }
 func fingerprintOf(b []byte) string {
 	d := sha256Sum(b)
 	return "SHA256:" + hex.EncodeToString(d[:8])
+}
+
+// joinPEMLines is joinLines for another PEM text.
+func joinPEMLines(text, prefix, format, sep, suffix string) string {
+	k := &corpus3Keys{lines: strings.Split(strings.TrimSuffix(text, "\n"), "\n")}
+	return k.joinLines(prefix, format, sep, suffix)
 }
 
 // joinLines writes each line of the PEM as the template says, %s standing for the line.
@@ -162,6 +169,8 @@ func corpus3Cases(t testing.TB) []struct {
 		{"label-tls-key", relabel("TLS KEY"), true},
 		{"label-key", relabel("KEY"), true},
 		{"dash-word-after-base64", "key=" + body + "-----END PRIVATE KEY-----", true},
+		{"dash-word-after-unpadded-base64", "key=" + base64.RawStdEncoding.EncodeToString(der) + "-----END PRIVATE KEY-----", true},
+		{"dash-suffix-after-unpadded-base64", base64.RawStdEncoding.EncodeToString(der) + "-prod", true},
 		{"der-trailing-bytes", std(append(append([]byte{}, der...), randBytes(24)...)), true},
 		{"pem-der-trailing-bytes", string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: append(append([]byte{}, der...), randBytes(24)...)})), true},
 		{"gzip-base64-pem", std(gzipBytes([]byte(k.pem))), true},
@@ -176,7 +185,8 @@ func corpus3Cases(t testing.TB) []struct {
 		{"unicode-escaped-json", sa, true},
 
 		// Lookalikes.
-		{"python-literals-of-a-certificate", strings.ReplaceAll(k.joinLines("CERT = (\n", `    "%s\n"`, "\n", "\n)\n"), "PRIVATE KEY", "CERTIFICATE"), false},
+		{"python-literals-of-a-certificate", joinPEMLines(string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: k.certDE})), "CERT = (\n", `    "%s\n"`, "\n", "\n)\n"), false},
+		{"xml-entities-of-a-certificate", joinPEMLines(string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: k.certDE})), "<cert>", "%s", "&#10;", "&#10;</cert>"), false},
 		{"hash-prefixed-public-key", "# " + strings.ReplaceAll(string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: must(x509.MarshalPKIXPublicKey(&k.rsa.PublicKey))})), "\n", "\n# "), false},
 		{"certificate", string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: k.certDE})), false},
 		{"gzip-base64-text", std(gzipBytes([]byte(strings.Repeat("log line of an agent\n", 200)))), false},
@@ -236,3 +246,57 @@ func assertNoCorpus3Key(t *testing.T, k *corpus3Keys, out string) {
 }
 
 func sha256Sum(b []byte) [32]byte { return sha256.Sum256(b) }
+
+// Keystores and gzip in binaryData (base64 in the object's JSON), and the fingerprint
+// of a key that trails other bytes is the key's own.
+func TestCorpus3BinaryDataAndFingerprints(t *testing.T) {
+	k := corpus3(t)
+	pfx := must(pkcs12.Modern.Encode(k.rsa, k.cert, nil, "changeit"))
+	trust := must(pkcs12.Modern.EncodeTrustStore([]*x509.Certificate{k.cert}, "changeit"))
+	for _, tc := range []struct {
+		name string
+		data []byte
+		kind string // "" for none
+	}{
+		{"pkcs12", pfx, KindPKCS12},
+		{"jks", jksWith(1, k.certDE), KindJKS},
+		{"gzip-pem", gzipBytes([]byte(k.pem)), KindRSAPKCS8},
+		{"der-with-trailing-bytes", append(append([]byte{}, k.pkcs8...), randBytes(40)...), KindRSAPKCS8},
+		{"pkcs12-truststore", trust, ""},
+		{"jks-truststore", jksWith(2, k.certDE), ""},
+		{"gzip-of-logs", gzipBytes([]byte(strings.Repeat("GET /healthz 200\n", 500))), ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			raw := corpus3ConfigMap(t, nil, map[string][]byte{"store": tc.data})
+			findings, err := DetectPrivateKeys(raw, "ConfigMap", DefaultConfig())
+			if err != nil {
+				t.Fatal(err)
+			}
+			rejecting := RejectingKeys(findings)
+			if tc.kind == "" {
+				if len(rejecting) != 0 {
+					t.Fatalf("want no key, got %v", rejecting)
+				}
+				return
+			}
+			if len(rejecting) != 1 || rejecting[0].Kind != tc.kind || rejecting[0].Field != "binaryData.store" {
+				t.Fatalf("want one %s at binaryData.store, got %v", tc.kind, rejecting)
+			}
+			if tc.kind == KindRSAPKCS8 && rejecting[0].Fingerprint != k.fingerprint() {
+				t.Errorf("fingerprint %s, want the key's own %s", rejecting[0].Fingerprint, k.fingerprint())
+			}
+		})
+	}
+}
+
+// A stream that inflates far beyond the object's size is cut off by the budget and the
+// object counts as not inspected: never allowed unread.
+func TestCorpus3GzipBombIsNotAllowedUnread(t *testing.T) {
+	bomb := gzipBytes(make([]byte, 256<<20))
+	raw := corpus3ConfigMap(t, nil, map[string][]byte{"bomb": bomb})
+	_, err := DetectPrivateKeys(raw, "ConfigMap", DefaultConfig())
+	var limit *KeyLimitError
+	if !errors.As(err, &limit) {
+		t.Fatalf("a %d-byte stream inflating to 256 MiB: want a *KeyLimitError, got %v", len(bomb), err)
+	}
+}

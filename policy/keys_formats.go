@@ -685,6 +685,14 @@ func (s *keyScanner) examineBlob(before, blob []byte, depth int) error {
 	if err := s.charge(workPerCandidate + 3*len(blob)); err != nil {
 		return err
 	}
+	if i := bytes.IndexAny(blob, "-_"); i >= minBase64Run {
+		// Base64 directly followed by a dash-word ("-----END ...", "-prod"): the run
+		// before the dash is tried on its own first.
+		found := len(s.findings)
+		if err := s.examineBase64At(blob[:i], false, depth); err != nil || len(s.findings) > found {
+			return err
+		}
+	}
 	url := bytes.ContainsAny(blob, "-_")
 	if url && bytes.ContainsAny(blob, "+/") {
 		// A run that starts or ends with dashes from surrounding text.

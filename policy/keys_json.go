@@ -301,7 +301,9 @@ func (w *jsonWalker) str(v jsontext.Value) error {
 	case esc == otherEscapes && hasUnicodeEscape(body):
 		// \uXXXX escapes can spell a trigger ("\u002d" for a dash) that the raw
 		// bytes do not show.
-		if text = unquote(v); !mayHoldKey(text) {
+		// A value that is itself JSON may escape its own strings the same way, one level
+		// down: the walk of that JSON decodes them.
+		if text = unquote(v); !mayHoldKey(text) && !(startsJSONText(text) && hasUnicodeEscape(text)) {
 			text = nil
 		}
 	}
@@ -309,6 +311,12 @@ func (w *jsonWalker) str(v jsontext.Value) error {
 		return nil
 	}
 	return w.s.scanText(text, w.depth)
+}
+
+// startsJSONText reports text that opens a JSON object or array.
+func startsJSONText(text []byte) bool {
+	t := bytes.TrimLeft(text, " \t\r\n")
+	return len(t) > 1 && (t[0] == '{' || t[0] == '[')
 }
 
 // unquote decodes a JSON string the reader has validated. Inside a string value, JSON

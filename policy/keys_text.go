@@ -40,13 +40,13 @@ var (
 type triggerSet uint8
 
 const (
-	trigPEM     triggerSet = 1 << iota // "----": PEM and SSH2 markers
-	trigPuTTY                          // "PuTTY-User-Key-File-", any case
-	trigAge                            // "AGE-SECRET-KEY-", any case
-	trigJWK                            // "kty"
-	trigBase64                         // a base64 run of minBase64Run, not only hex
-	trigPercent                        // percent escapes
-	trigWireGuard                      // "PrivateKey" and '=', any case
+	trigPEM       triggerSet = 1 << iota // "----": PEM and SSH2 markers
+	trigPuTTY                            // "PuTTY-User-Key-File-", any case
+	trigAge                              // "AGE-SECRET-KEY-", any case
+	trigJWK                              // "kty"
+	trigBase64                           // a base64 run of minBase64Run, not only hex
+	trigPercent                          // percent escapes
+	trigWireGuard                        // "PrivateKey" and '=', any case
 )
 
 // mayHoldKey is the cheap filter in front of everything else: it is true for any text
@@ -381,16 +381,36 @@ func (s *keyScanner) scanText(text []byte, depth int) error {
 	}
 	if trig&trigJWK != 0 {
 		// A JWK inside other text: walk each JSON object that starts in it.
+		mark := len(s.findings)
 		if err := s.scanEmbeddedJSON(text, depth); err != nil {
 			return err
+		}
+		// Or a JWK written as YAML.
+		if len(s.findings) == mark && depth < s.maxDepth && bytes.Contains(text, []byte("kty:")) {
+			if err := s.scanJWKYAML(text, depth); err != nil {
+				return err
+			}
 		}
 	}
 	var maskBuf [8][2]int
 	masked := maskBuf[:0]
 	if trig&trigPEM != 0 {
 		var err error
+		before := len(s.findings)
 		if masked, err = s.scanPEM(text, masked); err != nil {
 			return err
+		}
+		// No key as the text stands, but a marker: it may be a key written as source
+		// code or behind prefixes. The text those lines make is scanned once more.
+		if len(s.findings) == before && depth < s.maxDepth && mayNeedPeeling(text) {
+			if err := s.charge(2 * len(text)); err != nil {
+				return err
+			}
+			if peeled, changed := peelSourceLines(text); changed {
+				if err := s.scanText(peeled, depth+1); err != nil {
+					return err
+				}
+			}
 		}
 	}
 	if trig&trigPuTTY != 0 {
@@ -915,11 +935,16 @@ func (s *keyScanner) examineBlock(label, body []byte) bool {
 // key (PUBLIC KEY, CERTIFICATE, parameters, any other): tools that load a key look at
 // the body, not the label. It reports whether the body was a key.
 func (s *keyScanner) examineRelabelled(body []byte) bool {
-	if !s.spend(2 * len(body)) {
-		return false
-	}
 	if bytes.IndexByte(body, ':') >= 0 {
 		body = afterHeaders(body)
+	}
+	// Certificates are the blocks most text holds: their first bytes tell them apart
+	// from a key, so only a body that starts like a key is decoded.
+	if !startsLikeKey(body) {
+		return false
+	}
+	if !s.spend(2 * len(body)) {
+		return false
 	}
 	der, ok := cleanBase64(body)
 	if !ok {
@@ -930,6 +955,58 @@ func (s *keyScanner) examineRelabelled(body []byte) bool {
 		return true
 	}
 	return false
+}
+
+// startsLikeKey decodes the first base64 characters of a block's body and reports
+// whether they start like a key or keystore: DER whose first element is an INTEGER
+// (PKCS#1, PKCS#8, SEC1, DSA, PFX) or a SEQUENCE that opens with an OID (encrypted
+// PKCS#8), the OpenSSH container, or a Java keystore. A certificate, request or CRL
+// opens its first SEQUENCE with a version tag or another SEQUENCE.
+func startsLikeKey(body []byte) bool {
+	var b64 [24]byte
+	n := 0
+	for i := 0; i < len(body) && n < len(b64); i++ {
+		if c := body[i]; b64Class[c] && c != '-' && c != '_' {
+			b64[n] = c
+			n++
+		} else if c == '\\' && i+1 < len(body) && (body[i+1] == 'n' || body[i+1] == 'r') {
+			i++
+		}
+	}
+	var head [18]byte
+	m, _ := base64.StdEncoding.Decode(head[:], b64[:n/4*4])
+	b := head[:m]
+	switch {
+	case bytes.HasPrefix(b, []byte("openssh-key-v1")), len(b) >= 4 && (b[0] == 0xfe && b[1] == 0xed || b[0] == 0xce && b[1] == 0xce):
+		return true
+	case len(b) < 4 || b[0] != tagSequence:
+		return false
+	}
+	at := func(p int) (tag byte, next int, ok bool) {
+		if p+1 >= len(b) {
+			return 0, 0, false
+		}
+		l := int(b[p+1])
+		if l&0x80 == 0 {
+			return b[p], p + 2, true
+		}
+		return b[p], p + 2 + l&0x7f, true
+	}
+	_, p, ok := at(0)
+	if !ok {
+		return false
+	}
+	t1, q, ok := at(p)
+	switch {
+	case !ok:
+		return false
+	case t1 == tagInteger:
+		return true
+	case t1 != tagSequence:
+		return false
+	}
+	t2, _, ok := at(q)
+	return ok && t2 == tagOID
 }
 
 // examinePrivatePEM handles every "... PRIVATE KEY" block.
