@@ -300,3 +300,54 @@ func TestCorpus3GzipBombIsNotAllowedUnread(t *testing.T) {
 		t.Fatalf("a %d-byte stream inflating to 256 MiB: want a *KeyLimitError, got %v", len(bomb), err)
 	}
 }
+
+// A PEM key split line by line over adjacent env vars or ConfigMap keys is one key; a
+// certificate split the same way is none.
+func TestCorpus3PEMSplitOverEnvVarsAndConfigMapKeys(t *testing.T) {
+	k := corpus3(t)
+	cert := strings.Split(strings.TrimSuffix(string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: k.certDE})), "\n"), "\n")
+	pod := func(lines []string) []byte {
+		env := []map[string]string{{"name": "MODE", "value": "prod"}}
+		for i, l := range lines {
+			env = append(env, map[string]string{"name": fmt.Sprintf("KEY_%02d", i), "value": l})
+		}
+		return must(json.Marshal(map[string]any{"apiVersion": "v1", "kind": "Pod", "metadata": map[string]any{"name": "p"},
+			"spec": map[string]any{"containers": []any{map[string]any{"name": "agent", "image": "agent:1", "env": env}}}}))
+	}
+	configMap := func(lines []string) []byte {
+		data := map[string]string{"mode": "prod"}
+		for i, l := range lines {
+			data[fmt.Sprintf("line%02d", i)] = l
+		}
+		return corpus3ConfigMap(t, data, nil)
+	}
+	for _, tc := range []struct {
+		name      string
+		raw       []byte
+		kind      string
+		wantField string
+	}{
+		{"env-vars", pod(k.lines), "Pod", "spec.containers[0].env[1].value"},
+		{"configmap-keys", configMap(k.lines), "ConfigMap", "data.line00"},
+		{"env-vars-certificate", pod(cert), "Pod", ""},
+		{"configmap-keys-certificate", configMap(cert), "ConfigMap", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			findings, err := DetectPrivateKeys(tc.raw, tc.kind, DefaultConfig())
+			if err != nil {
+				t.Fatal(err)
+			}
+			rejecting := RejectingKeys(findings)
+			if tc.wantField == "" {
+				if len(rejecting) != 0 {
+					t.Fatalf("want no key, got %v", rejecting)
+				}
+				return
+			}
+			if len(rejecting) != 1 || rejecting[0].Field != tc.wantField || rejecting[0].Fingerprint != k.fingerprint() {
+				t.Fatalf("want the key once at %s (%s), got %v", tc.wantField, k.fingerprint(), rejecting)
+			}
+			assertNoCorpus3Key(t, k, rejecting[0].String())
+		})
+	}
+}

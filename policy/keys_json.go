@@ -247,6 +247,9 @@ type jsonWalker struct {
 	stream bool
 	// paid is how much of the input has been charged.
 	paid int64
+	// objValue is the "value" string member of the object just walked (an env var's),
+	// copied, or nil.
+	objValue []byte
 }
 
 // charged pays for the input read since the last call.
@@ -458,13 +461,21 @@ func (w *jsonWalker) object(nesting int) error {
 	start := len(s.findings)
 	var facts objectFacts
 	facts.pkStart, facts.pkEnd = -1, -1
+	var split splitBlock
+	var envValue []byte
 	for {
 		switch w.dec.PeekKind() {
 		case '}':
 			if _, err := w.dec.ReadToken(); err != nil {
 				return err
 			}
+			if split.open {
+				if err := w.splitFlush(&split); err != nil {
+					return err
+				}
+			}
 			w.objectEnd(&facts, start)
+			w.objValue = envValue
 			return w.charged()
 		case 0:
 			// An error, which reading reports.
@@ -479,12 +490,25 @@ func (w *jsonWalker) object(nesting int) error {
 			s.path = append(s.path, pathElem{key: key})
 		}
 		before := len(s.findings)
+		s.openPrivate = false
 		kind, v, err := w.value(nesting)
 		if err != nil {
 			return err
 		}
 		if s.nested == 0 {
 			s.path = s.path[:len(s.path)-1]
+		}
+		if kind == '"' {
+			if err := w.splitElement(&split, v[1:len(v)-1], pathElem{key: key}, ""); err != nil {
+				return err
+			}
+			if string(key) == "value" {
+				envValue = append(envValue[:0], v[1:len(v)-1]...)
+			}
+		} else if split.open {
+			if err := w.splitFlush(&split); err != nil {
+				return err
+			}
 		}
 		if kind != '"' || len(key) > 11 {
 			continue
@@ -710,6 +734,7 @@ func (w *jsonWalker) array(nesting int) error {
 			s.path = append(s.path, pathElem{index: n})
 		}
 		s.openPrivate = false
+		w.objValue = nil
 		kind, v, err := w.value(nesting)
 		if err != nil {
 			return err
@@ -717,11 +742,15 @@ func (w *jsonWalker) array(nesting int) error {
 		if s.nested == 0 {
 			s.path = s.path[:len(s.path)-1]
 		}
-		if kind == '"' {
-			err = w.splitElement(&split, v[1:len(v)-1], n)
-		} else if split.open {
+		switch {
+		case kind == '"':
+			err = w.splitElement(&split, v[1:len(v)-1], pathElem{index: n}, "")
+		case kind == '{' && w.objValue != nil:
+			err = w.splitElement(&split, w.objValue, pathElem{index: n}, "value")
+		case split.open:
 			err = w.splitFlush(&split)
 		}
+		w.objValue = nil
 		if err != nil {
 			return err
 		}
@@ -729,17 +758,20 @@ func (w *jsonWalker) array(nesting int) error {
 }
 
 // splitBlock collects a private key block whose lines are spread over adjacent string
-// elements of one array (args: "--key", "-----BEGIN ...", "MII...", "-----END ...").
-// Each element is appended at most once, so the work stays linear in the array.
+// elements of one array (args: "--key", "-----BEGIN ...", "MII...", "-----END ..."),
+// over the "value" of adjacent env vars, or over adjacent string members of one object
+// (ConfigMap keys line01, line02, ...). Each element is appended at most once, so the
+// work stays linear in the array or object.
 type splitBlock struct {
 	open     bool
-	index    int // the element holding the BEGIN marker
-	findings int // findings before that element
+	at       pathElem // the element or member holding the BEGIN marker
+	sub      string   // the member of that element ("value" of an env var), or ""
+	findings int      // findings before that element
 	buf      []byte
 }
 
 // splitElement feeds one string element (its raw JSON body) to the collection.
-func (w *jsonWalker) splitElement(sp *splitBlock, body []byte, n int) error {
+func (w *jsonWalker) splitElement(sp *splitBlock, body []byte, at pathElem, sub string) error {
 	if sp.open {
 		sp.buf = append(sp.buf, '\n')
 		if err := appendUnescaped(&sp.buf, body); err != nil {
@@ -761,7 +793,7 @@ func (w *jsonWalker) splitElement(sp *splitBlock, body []byte, n int) error {
 	} else if !w.s.openPrivate {
 		return nil
 	}
-	sp.open, sp.index, sp.findings = true, n, len(w.s.findings)
+	sp.open, sp.at, sp.sub, sp.findings = true, at, sub, len(w.s.findings)
 	sp.buf = sp.buf[:0]
 	return appendUnescaped(&sp.buf, body)
 }
@@ -799,12 +831,18 @@ func (w *jsonWalker) splitFlush(sp *splitBlock) error {
 	s := w.s
 	sp.open = false
 	if s.nested == 0 {
-		s.path = append(s.path, pathElem{index: sp.index})
+		s.path = append(s.path, sp.at)
+		if sp.sub != "" {
+			s.path = append(s.path, pathElem{key: []byte(sp.sub)})
+		}
 	}
 	before := len(s.findings)
 	err := s.scanText(sp.buf, w.depth)
 	if s.nested == 0 {
 		s.path = s.path[:len(s.path)-1]
+		if sp.sub != "" {
+			s.path = s.path[:len(s.path)-1]
+		}
 	}
 	if err != nil {
 		return err
