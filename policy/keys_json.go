@@ -503,7 +503,9 @@ func (w *jsonWalker) object(nesting int) error {
 				return err
 			}
 			if string(key) == "value" {
-				envValue = append(envValue[:0], v[1:len(v)-1]...)
+				if envValue = v[1 : len(v)-1]; w.stream {
+					envValue = bytes.Clone(envValue)
+				}
 			}
 		} else if split.open {
 			if err := w.splitFlush(&split); err != nil {
