@@ -786,6 +786,13 @@ func (s *keyScanner) examineBase64At(b64 []byte, url bool, depth int) error {
 	if !ok {
 		return nil
 	}
+	return s.examineDecoded(data, depth, false)
+}
+
+// examineDecoded examines bytes decoded from text at depth (base64, hex, gzip): a
+// key's or keystore's bytes, a PGP packet, gzip, or text with keys in it. With
+// anyText, bytes that do not look like text (a tar archive) are scanned as text too.
+func (s *keyScanner) examineDecoded(data []byte, depth int, anyText bool) error {
 	if r := classifyKeyBytes(data); r.kind != "" {
 		s.add(r.kind, r.digest(data), false)
 		return nil
@@ -795,9 +802,9 @@ func (s *keyScanner) examineBase64At(b64 []byte, url bool, depth int) error {
 		return nil
 	}
 	if isGzip(data) {
-		return s.examineGzip(data, depth)
+		return s.examineGzip(data, depth+1)
 	}
-	if looksLikeText(data) {
+	if anyText || looksLikeText(data) {
 		return s.scanText(data, depth+1)
 	}
 	return nil

@@ -32,15 +32,5 @@ func (s *keyScanner) examineHex(blob []byte, depth int) error {
 	if _, err := hex.Decode(data, blob); err != nil {
 		return nil
 	}
-	if r := classifyKeyBytes(data); r.kind != "" {
-		s.add(r.kind, r.digest(data), false)
-		return nil
-	}
-	if isGzip(data) {
-		return s.examineGzip(data, depth)
-	}
-	if looksLikeText(data) {
-		return s.scanText(data, depth+1)
-	}
-	return nil
+	return s.examineDecoded(data, depth, false)
 }

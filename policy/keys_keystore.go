@@ -3,7 +3,6 @@ package policy
 import (
 	"bytes"
 	"compress/gzip"
-	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
 	"io"
@@ -153,14 +152,6 @@ func (s *keyScanner) examineGzip(data []byte, depth int) error {
 	if err != nil || len(out) == 0 {
 		return err
 	}
-	if r := classifyKeyBytes(out); r.kind != "" {
-		s.add(r.kind, r.digest(out), false)
-		return nil
-	}
-	if pgpPacket(out) == pgpSecret {
-		s.add(KindPGP, sha256.Sum256(out), false)
-		return nil
-	}
 	// Text, or a tar archive whose files are text: both are scanned as text.
-	return s.scanText(out, depth+1)
+	return s.examineDecoded(out, depth, true)
 }

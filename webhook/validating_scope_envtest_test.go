@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,7 +16,6 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 	utilrand "k8s.io/apimachinery/pkg/util/rand"
-	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/sandbox-webhook/sandbox-webhook/policy"
@@ -135,26 +133,6 @@ func TestValidatingWebhookAdmitsCleanSandboxStatus(t *testing.T) {
 	}
 }
 
-// warningRecorder collects the API server's warnings for one client.
-type warningRecorder struct {
-	mu       sync.Mutex
-	messages []string
-}
-
-func (w *warningRecorder) HandleWarningHeader(_ int, _ string, message string) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.messages = append(w.messages, message)
-}
-
-func (w *warningRecorder) take() []string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	m := w.messages
-	w.messages = nil
-	return m
-}
-
 // preexistingLabel marks objects the validating webhook skips while
 // withKeyValidationSkipping is in effect: the stand-in for an object stored before the
 // webhook was installed.
@@ -236,20 +214,14 @@ func TestValidatingWebhookGrandfathersKeyOnlyAtItsField(t *testing.T) {
 		}
 	})
 
-	warnings := &warningRecorder{}
-	cfg := rest.CopyConfig(cp.Config)
-	cfg.WarningHandler = warnings
-	c, err := client.New(cfg, client.Options{Scheme: cp.Scheme})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, warnings := cp.WarningClient(t)
 
 	// Same field, other data changed: admitted with a warning naming the field.
 	cm.Data["mode"] = "b"
 	if err := c.Update(ctx, cm); err != nil {
 		t.Fatalf("an update that keeps the key where it was must be admitted: %v", err)
 	}
-	got := strings.Join(warnings.take(), "\n")
+	got := strings.Join(warnings.Take(), "\n")
 	if !strings.Contains(got, "data[tls.key]") || !strings.Contains(got, "already held this private key") || !strings.Contains(got, fp) {
 		t.Errorf("warnings %q do not name the grandfathered field and fingerprint", got)
 	}
@@ -258,7 +230,7 @@ func TestValidatingWebhookGrandfathersKeyOnlyAtItsField(t *testing.T) {
 	// The same key copied to another field of the same object: refused, naming the new
 	// field only.
 	cm.Data["copy.key"] = keyPEM
-	err = c.Update(ctx, cm)
+	err := c.Update(ctx, cm)
 	if !apierrors.IsForbidden(err) {
 		t.Fatalf("a key copied to another field: want a Forbidden denial, got %v", err)
 	}
