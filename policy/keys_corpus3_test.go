@@ -69,10 +69,7 @@ func (k *corpus3Keys) body() string { return base64.StdEncoding.EncodeToString(k
 
 func (k *corpus3Keys) fingerprint() string { return fingerprintOf(k.pkcs8) }
 
-func fingerprintOf(b []byte) string {
-	d := sha256Sum(b)
-	return "SHA256:" + hex.EncodeToString(d[:8])
-}
+func fingerprintOf(b []byte) string { return keyFingerprint(sha256.Sum256(b)) }
 
 // joinPEMLines is joinLines for another PEM text.
 func joinPEMLines(text, prefix, format, sep, suffix string) string {
@@ -244,8 +241,6 @@ func assertNoCorpus3Key(t *testing.T, k *corpus3Keys, out string) {
 		}
 	}
 }
-
-func sha256Sum(b []byte) [32]byte { return sha256.Sum256(b) }
 
 // Keystores and gzip in binaryData (base64 in the object's JSON), and the fingerprint
 // of a key that trails other bytes is the key's own.

@@ -3,7 +3,6 @@ package policy
 import (
 	"bytes"
 	"crypto/sha256"
-	"encoding/base64"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -630,19 +629,11 @@ func (w *jsonWalker) jwk(f *objectFacts) {
 // base64 (with '+' and '/'), padded or not. A value mixing both alphabets is neither.
 func decodeJWKMember(m []byte) ([]byte, bool) {
 	m = bytes.TrimRight(m, "=")
-	enc := base64.RawURLEncoding
-	if bytes.ContainsAny(m, "+/") {
-		if bytes.ContainsAny(m, "-_") {
-			return nil, false
-		}
-		enc = base64.RawStdEncoding
-	}
-	raw := make([]byte, enc.DecodedLen(len(m)))
-	n, err := enc.Decode(raw, m)
-	if err != nil {
+	std := bytes.ContainsAny(m, "+/")
+	if std && bytes.ContainsAny(m, "-_") {
 		return nil, false
 	}
-	return raw[:n], true
+	return decodeBase64Loose(m, !std)
 }
 
 // jwkMinLength is the fewest bytes the private member of a JWK like f holds: the size

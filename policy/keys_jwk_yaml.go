@@ -29,14 +29,7 @@ func (s *keyScanner) scanJWKYAML(text []byte, depth int) error {
 		members, indent = nil, -1
 		return nil
 	}
-	escaped := bytes.IndexByte(text, '\n') < 0 // as a JSON string holds it
-	for len(text) > 0 {
-		line := text
-		if k, n := nextLineBreak(text, escaped); k >= 0 {
-			line, text = text[:k], text[k+n:]
-		} else {
-			text = nil
-		}
+	for line := range textLines(text) {
 		name, value, at, item, ok := yamlMember(line)
 		if !ok || item || at != indent {
 			if err := flush(); err != nil {

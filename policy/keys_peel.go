@@ -1,6 +1,9 @@
 package policy
 
-import "bytes"
+import (
+	"bytes"
+	"iter"
+)
 
 // Peeling source text: a PEM key written as string literals in code (Python, JavaScript,
 // Java, Go concatenation), as one shell echo or printf argument per line, as XML with
@@ -47,14 +50,7 @@ func mayNeedPeeling(text []byte) bool {
 func peelSourceLines(text []byte) ([]byte, bool) {
 	out := make([]byte, 0, len(text))
 	changed := false
-	escaped := bytes.IndexByte(text, '\n') < 0
-	for len(text) > 0 {
-		line := text
-		if k, n := nextLineBreak(text, escaped); k >= 0 {
-			line, text = text[:k], text[k+n:]
-		} else {
-			text = nil
-		}
+	for line := range textLines(text) {
 		// XML and HTML write the line breaks of an element's text as references.
 		for _, ref := range [...]string{"&#10;", "&#13;", "&#xA;", "&#xa;", "&#xD;", "&#xd;"} {
 			if bytes.Contains(line, []byte(ref)) {
@@ -75,6 +71,25 @@ func peelSourceLines(text []byte) ([]byte, bool) {
 		out = append(out, '\n')
 	}
 	return out, changed
+}
+
+// textLines yields the lines of text: split at real line breaks, or, in text as a JSON
+// string holds it (no real line break), at the escaped ones.
+func textLines(text []byte) iter.Seq[[]byte] {
+	return func(yield func([]byte) bool) {
+		escaped := bytes.IndexByte(text, '\n') < 0
+		for len(text) > 0 {
+			line := text
+			if k, n := nextLineBreak(text, escaped); k >= 0 {
+				line, text = text[:k], text[k+n:]
+			} else {
+				text = nil
+			}
+			if !yield(line) {
+				return
+			}
+		}
+	}
 }
 
 // nextLineBreak returns the index and length of the first line break of text: a real
