@@ -2,6 +2,7 @@ package policy
 
 import (
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -120,6 +121,46 @@ var hostileFamilies = []hostileFamily{
 	}, mayPass | mayLimit},
 	{"percent-escapes", func(_ *rand.Rand, n int) []byte {
 		return configMapWith(repeatTo(n, func(int) string { return "%2D%2D%2D%2D%2DBEGIN%20" }))
+	}, mayPass | mayLimit},
+	{"wireguard-near-matches", func(_ *rand.Rand, n int) []byte {
+		// Each line a name, a name without its value, and a value one character short.
+		return configMapWith(repeatTo(n, func(i int) string {
+			return fmt.Sprintf("PrivateKey = privatekey= PRIVATEKEY =%042d==\n", i)
+		}))
+	}, mayPass | mayLimit},
+	{"hex-of-markers", func(_ *rand.Rand, n int) []byte {
+		return configMapWith(hex.EncodeToString([]byte(repeatTo(n/2, func(int) string { return "-----BEGIN PRIVATE KEY-----\nabc\n" }))))
+	}, mayPass | mayLimit},
+	{"hex-of-der-starts", func(_ *rand.Rand, n int) []byte {
+		return configMapWith(repeatTo(n, func(int) string { return "3082" + strings.Repeat("0", 124) + " " }))
+	}, mayPass | mayLimit},
+	{"source-literal-markers", func(_ *rand.Rand, n int) []byte {
+		return configMapWith(repeatTo(n, func(int) string { return `k = "-----BEGIN PRIVATE KEY-----\n" + "AAAA\n"` + "\n" }))
+	}, mayPass | mayLimit},
+	{"xml-line-references", func(_ *rand.Rand, n int) []byte {
+		return configMapWith(repeatTo(n, func(int) string { return "&#10;&#13;&#xA;&#xd;x-----BEGIN PRIVATE KEY-----" }))
+	}, mayPass | mayLimit},
+	{"yaml-jwk-blocks", func(rng *rand.Rand, n int) []byte {
+		return configMapWith(repeatTo(n, func(int) string {
+			return "- kty: oct\n  k: " + base64.RawURLEncoding.EncodeToString(randomBytes(rng, 4)) + "\n  use: sig\n"
+		}))
+	}, mayPass | mayLimit},
+	{"gzip-bomb-in-base64", func(_ *rand.Rand, n int) []byte {
+		bomb := base64.StdEncoding.EncodeToString(gzipBytes(make([]byte, 64*n)))
+		return configMapWith(bomb + strings.Repeat(" ", max(0, n-len(bomb))))
+	}, mayLimit},
+	{"gzip-bomb-with-lying-trailer", func(_ *rand.Rand, n int) []byte {
+		z := gzipBytes(make([]byte, 64*n))
+		copy(z[len(z)-4:], []byte{0, 0, 1, 0}) // says 64 KiB
+		bomb := base64.StdEncoding.EncodeToString(z)
+		return configMapWith(bomb + strings.Repeat(" ", max(0, n-len(bomb))))
+	}, mayLimit},
+	{"split-markers-over-env-vars", func(_ *rand.Rand, n int) []byte {
+		var env []string
+		for size := 0; size < n; size += 80 {
+			env = append(env, `{"name":"K","value":"-----BEGIN PRIVATE KEY-----"}`)
+		}
+		return []byte(`{"kind":"Pod","spec":{"containers":[{"name":"a","env":[` + strings.Join(env, ",") + `]}]}}`)
 	}, mayPass | mayLimit},
 	{"deep-arrays", func(_ *rand.Rand, n int) []byte {
 		d := (n - 40) / 2

@@ -126,8 +126,22 @@ func (s *keyScanner) gunzip(data []byte) ([]byte, error) {
 	if left <= 0 {
 		return nil, s.charge(1)
 	}
+	// The trailer says how long the stream inflates to (modulo 4 GiB). A stream that
+	// says more than the budget can pay for is refused before it is inflated, and one
+	// that inflates beyond what it says is refused as soon as it does.
+	size := int(binary.LittleEndian.Uint32(data[len(data)-4:]))
+	if size > left {
+		return nil, s.charge(left + 1)
+	}
 	var out bytes.Buffer
-	n, err := io.Copy(&out, io.LimitReader(zr, int64(left)+1))
+	out.Grow(size)
+	n, err := io.Copy(&out, io.LimitReader(zr, int64(size)+1))
+	if int(n) > size {
+		if err := s.charge(int(n)); err != nil {
+			return nil, err
+		}
+		return nil, s.limit("a gzip stream inflates beyond the size its trailer states")
+	}
 	if chargeErr := s.charge(int(n)); chargeErr != nil {
 		return nil, chargeErr
 	}
