@@ -9,14 +9,12 @@ import (
 // is everywhere (digests, IDs), so a hex run is decoded only when it starts like DER
 // ("30") or holds dashes ("2d2d2d2d2d", the start of a PEM marker).
 
-var hexDashes = []byte("2d2d2d2d2d")
-
 // hexMayHoldKey reports a run of hex digits worth decoding.
 func hexMayHoldKey(run []byte) bool {
 	if len(run) < minBase64Run || bytes.IndexByte(run, '-') >= 0 {
 		return false
 	}
-	return run[0] == '3' && run[1] == '0' || bytes.Contains(run, hexDashes) || indexFold(run, "2d2d2d2d2d", 0) >= 0
+	return run[0] == '3' && run[1] == '0' || indexFold(run, "2d2d2d2d2d", 0) >= 0
 }
 
 // examineHex decodes a hex blob and examines what it holds: a key's bytes, a keystore,

@@ -246,8 +246,8 @@ type jsonWalker struct {
 	stream bool
 	// paid is how much of the input has been charged.
 	paid int64
-	// objValue is the "value" string member of the object just walked (an env var's),
-	// copied, or nil.
+	// objValue is the raw "value" string member of the object just walked (an env
+	// var's), or nil: a slice of the object, or a copy when the walk streams.
 	objValue []byte
 }
 
