@@ -51,11 +51,14 @@ var (
 	loadFlag   = flag.Int("apibench.load", 3000, "pod creates (8 at a time) of the memory benchmark's load")
 	profileDir = flag.String("apibench.profiles", "", "folder for serve's heap profiles (default: a temporary one)")
 	cpuProfile = flag.String("apibench.cpuprofile", "", "file for serve's CPU profile over the last round's mutating+validating phase")
+	apiProfile = flag.String("apibench.apiserverprofile", "", "file prefix for kube-apiserver's CPU profiles over the last round of each phase (<prefix>-<phase>.pprof)")
 )
 
 var (
 	cp     *envtestutil.ControlPlane
 	binary string
+	// apiDebugSocket is where kube-apiserver serves /debug/pprof with -apibench.apiserverprofile.
+	apiDebugSocket string
 )
 
 func TestMain(m *testing.M) {
@@ -73,7 +76,20 @@ func TestMain(m *testing.M) {
 			os.Exit(1)
 		}
 	}
-	code := envtestutil.Run(m, envtestutil.Options{}, &cp)
+	opts := envtestutil.Options{}
+	if *apiProfile != "" {
+		// kube-apiserver serves its profiles without authentication on this socket only.
+		dir, err := os.MkdirTemp("", "apibench-")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		apiDebugSocket = filepath.Join(dir, "apiserver-debug.sock")
+		opts.APIServerArgs = map[string]string{"debug-socket-path": apiDebugSocket}
+		built := cleanup
+		cleanup = func() { built(); os.RemoveAll(dir) }
+	}
+	code := envtestutil.Run(m, opts, &cp)
 	cleanup()
 	os.Exit(code)
 }
@@ -131,12 +147,7 @@ func startServe(b *testing.B, profiled bool) *served {
 		b.Fatal(err)
 	}
 	go func() { _ = p.cmd.Wait(); p.exited.Store(true) }()
-	b.Cleanup(func() {
-		_ = p.cmd.Process.Kill()
-		for !p.exited.Load() {
-			time.Sleep(10 * time.Millisecond)
-		}
-	})
+	b.Cleanup(p.stop)
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
 		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/readyz", ports[1]))
@@ -166,33 +177,26 @@ func freePorts(b *testing.B, n int) []int {
 	return ports
 }
 
+// stop kills serve and waits until it has exited.
+func (p *served) stop() {
+	_ = p.cmd.Process.Kill()
+	for !p.exited.Load() {
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 // cpu is the serve process's user+system CPU so far.
 func (p *served) cpu(b *testing.B) time.Duration {
-	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.cmd.Process.Pid))
+	d, err := envtestutil.ProcCPU(p.cmd.Process.Pid)
 	if err != nil {
 		b.Fatal(err)
 	}
-	// The fields after the command name, which is in parentheses.
-	fields := strings.Fields(string(raw[bytes.LastIndexByte(raw, ')')+2:]))
-	utime, _ := strconv.ParseInt(fields[11], 10, 64)
-	stime, _ := strconv.ParseInt(fields[12], 10, 64)
-	const ticksPerSecond = 100 // USER_HZ
-	return time.Duration(utime+stime) * time.Second / ticksPerSecond
+	return d
 }
 
 // status is a line of the serve process's /proc status, in bytes.
 func (p *served) status(field string) int64 {
-	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
-	if err != nil {
-		return -1
-	}
-	for _, line := range strings.Split(string(raw), "\n") {
-		if v, ok := strings.CutPrefix(line, field+":"); ok {
-			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-			return kb << 10
-		}
-	}
-	return -1
+	return envtestutil.ProcStatus(p.cmd.Process.Pid, field)
 }
 
 // requests is serve's controller_runtime_webhook_requests_total for path.
@@ -275,14 +279,23 @@ func (p *served) heapProfile(b *testing.B, name string) string {
 
 // cpuProfile saves serve's CPU profile over the next 5s as path, then closes done.
 func (p *served) cpuProfile(b *testing.B, path string, done chan<- struct{}) {
+	saveCPUProfile(b, http.DefaultClient, fmt.Sprintf("http://127.0.0.1:%d", p.pprof), path, done)
+}
+
+// saveCPUProfile saves the CPU profile that base/debug/pprof/profile gives over the next
+// 5s as path, then closes done.
+func saveCPUProfile(b *testing.B, c *http.Client, base, path string, done chan<- struct{}) {
 	defer close(done)
-	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/profile?seconds=5", p.pprof))
+	resp, err := c.Get(base + "/debug/pprof/profile?seconds=5")
 	if err != nil {
 		b.Error(err)
 		return
 	}
 	defer resp.Body.Close()
 	profile, err := io.ReadAll(resp.Body)
+	if err == nil && resp.StatusCode != http.StatusOK {
+		err = fmt.Errorf("%s: %s", path, resp.Status)
+	}
 	if err == nil {
 		err = os.WriteFile(path, profile, 0o644)
 	}
@@ -534,10 +547,24 @@ func BenchmarkAPIServerPodCreates(b *testing.B) {
 	patchBytes, patchOps := patchFigures(b, p, ns)
 	type figures struct {
 		latencies        []time.Duration
-		cpu              time.Duration
+		cpu, apiCPU      time.Duration
 		mutate, validate float64
 	}
 	var all [3]figures
+	apiPID, err := cp.APIServerPID()
+	if err != nil {
+		b.Fatal(err)
+	}
+	apiCPU := func() time.Duration {
+		d, err := envtestutil.ProcCPU(apiPID)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return d
+	}
+	apiDebug := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "unix", apiDebugSocket)
+	}}}
 	for range b.N {
 		for r := range *rounds {
 			for _, ph := range []phase{noWebhook, mutatingOnly, bothWebhooks} {
@@ -548,13 +575,21 @@ func BenchmarkAPIServerPodCreates(b *testing.B) {
 					}
 				}
 				f := &all[ph]
-				profiled := make(chan struct{})
-				if *cpuProfile != "" && ph == bothWebhooks && r == *rounds-1 {
-					go p.cpuProfile(b, *cpuProfile, profiled)
-				} else {
-					close(profiled)
+				var profiles []chan struct{}
+				profile := func(run func(done chan<- struct{})) {
+					done := make(chan struct{})
+					profiles = append(profiles, done)
+					go run(done)
 				}
-				m0, v0, cpu0 := p.requests(b, "/mutate-pods"), p.requests(b, "/validate-private-keys"), p.cpu(b)
+				last := r == *rounds-1
+				if *cpuProfile != "" && ph == bothWebhooks && last {
+					profile(func(done chan<- struct{}) { p.cpuProfile(b, *cpuProfile, done) })
+				}
+				if *apiProfile != "" && last {
+					path := fmt.Sprintf("%s-%s.pprof", *apiProfile, strings.ReplaceAll(ph.String(), " ", "-"))
+					profile(func(done chan<- struct{}) { saveCPUProfile(b, apiDebug, "http://apiserver", path, done) })
+				}
+				m0, v0, cpu0, api0 := p.requests(b, "/mutate-pods"), p.requests(b, "/validate-private-keys"), p.cpu(b), apiCPU()
 				for i := range *creates {
 					pod := sandboxPod(ns, fmt.Sprintf("sandbox-%d-%d", r, i))
 					start := time.Now()
@@ -568,7 +603,10 @@ func BenchmarkAPIServerPodCreates(b *testing.B) {
 					}
 				}
 				f.cpu += p.cpu(b) - cpu0
-				<-profiled
+				f.apiCPU += apiCPU() - api0
+				for _, done := range profiles {
+					<-done
+				}
 				f.mutate += p.requests(b, "/mutate-pods") - m0
 				f.validate += p.requests(b, "/validate-private-keys") - v0
 			}
@@ -577,7 +615,7 @@ func BenchmarkAPIServerPodCreates(b *testing.B) {
 	install(b, p, noWebhook, ns)
 	base := time.Duration(0)
 	fmt.Printf("\nsandbox pod creates (server-side dry run, concurrency 1): %d rounds x %d creates per phase\n", *rounds, *creates)
-	fmt.Printf("%-20s %8s %8s %9s %9s %14s %14s\n", "phase", "p50 ms", "p99 ms", "p50 ratio", "p99 ratio", "serve CPU/op", "calls/op m+v")
+	fmt.Printf("%-20s %8s %8s %9s %9s %14s %16s %14s\n", "phase", "p50 ms", "p99 ms", "p50 ratio", "p99 ratio", "serve CPU/op", "apiserver CPU/op", "calls/op m+v")
 	var base99 time.Duration
 	for ph := range all {
 		f := &all[ph]
@@ -588,14 +626,16 @@ func BenchmarkAPIServerPodCreates(b *testing.B) {
 			base, base99 = p50, p99
 		}
 		cpu := float64(f.cpu) / float64(time.Millisecond) / n
-		fmt.Printf("%-20s %8.2f %8.2f %8.2fx %8.2fx %11.3f ms %7.2f+%.2f\n", phase(ph), ms(p50), ms(p99),
-			float64(p50)/float64(base), float64(p99)/float64(base99), cpu, f.mutate/n, f.validate/n)
+		api := float64(f.apiCPU) / float64(time.Millisecond) / n
+		fmt.Printf("%-20s %8.2f %8.2f %8.2fx %8.2fx %11.3f ms %13.3f ms %7.2f+%.2f\n", phase(ph), ms(p50), ms(p99),
+			float64(p50)/float64(base), float64(p99)/float64(base99), cpu, api, f.mutate/n, f.validate/n)
 		short := strings.ReplaceAll(phase(ph).String(), " ", "-")
 		b.ReportMetric(ms(p50), "p50-ms-"+short)
 		b.ReportMetric(cpu, "serve-cpu-ms/create-"+short)
+		b.ReportMetric(api, "apiserver-cpu-ms/create-"+short)
 	}
 	fmt.Printf("mutating webhook's patch for this pod: %d bytes, %d operations\n", patchBytes, patchOps)
-	fmt.Printf("serve CPU is read from /proc in 10 ms ticks over %d creates per phase; the no-webhook row is serve's idle CPU.\n\n", *rounds**creates)
+	fmt.Printf("CPU is read from /proc in 10 ms ticks over %d creates per phase; the no-webhook row's serve CPU is serve's idle CPU.\n\n", *rounds**creates)
 }
 
 // BenchmarkServeMemory measures serve's peak RSS (VmHWM) with many tenant namespaces
@@ -631,48 +671,75 @@ func BenchmarkServeMemory(b *testing.B) {
 	fmt.Printf("\ncreated %d tenant namespaces (every tenth with an inference credential) and %d unrelated Secrets of 1 KiB in %s\n",
 		*tenants, perTenant**tenants, time.Since(start).Round(time.Second))
 	for range b.N {
-		p := startServe(b, true)
-		time.Sleep(5 * time.Second) // the tenancy reconciler's first pass over every tenant
-		idleRSS := p.status("VmRSS")
-		idleMemory := p.memory(b)
-		idleTop := p.heapProfile(b, "heap-idle.pprof")
-		install(b, p, bothWebhooks, "tenant-0000")
-		var done atomic.Int64
-		var failed atomic.Value
-		var lwg sync.WaitGroup
-		loadStart := time.Now()
-		for w := range 8 {
-			lwg.Go(func() {
-				for {
-					i := int(done.Add(1)) - 1
-					if i >= *loadFlag {
-						return
-					}
-					ns := fmt.Sprintf("tenant-%04d", (i*7+w)%*tenants)
-					if _, err := dryRunCreate(ctx, sandboxPod(ns, fmt.Sprintf("load-%d", i))); err != nil {
-						failed.Store(err)
-						return
-					}
-				}
-			})
-		}
-		lwg.Wait()
-		if err, _ := failed.Load().(error); err != nil {
-			b.Fatal(err)
-		}
-		elapsed := time.Since(loadStart)
-		loadTop := p.heapProfile(b, "heap-load.pprof")
-		loadMemory := p.memory(b)
-		peak := p.status("VmHWM") // last: reading the metrics above costs memory too
-		install(b, p, noWebhook, "tenant-0000")
-		fmt.Printf("serve idle (MiB): %s\n", idleMemory)
-		fmt.Printf("serve after %d sandbox pod creates (8 at a time, both webhooks, %s) (MiB): %s\n", *loadFlag, elapsed.Round(time.Millisecond), loadMemory)
-		fmt.Printf("serve peak RSS (VmHWM): %.1f MiB\n", mib(peak))
-		fmt.Printf("heap profile, idle (in use, after a GC):\n%s\n", idleTop)
-		fmt.Printf("heap profile, after the load (in use, after a GC):\n%s\n", loadTop)
-		b.ReportMetric(mib(peak), "peak-RSS-MiB")
-		b.ReportMetric(mib(idleRSS), "idle-RSS-MiB")
+		// The figures come from serve as deployed; the heap profiles from a second run
+		// with pprof on, whose finer heap sampling costs memory of its own.
+		plain := memoryRun(b, false)
+		profiled := memoryRun(b, true)
+		fmt.Printf("serve idle (MiB): %s\n", plain.idle)
+		fmt.Printf("serve after %d sandbox pod creates (8 at a time, both webhooks, %s) (MiB): %s\n", *loadFlag, plain.elapsed.Round(time.Millisecond), plain.loaded)
+		fmt.Printf("serve peak RSS (VmHWM): %.1f MiB\n", mib(plain.peak))
+		fmt.Printf("with pprof on (heap sampled every 4 KiB): idle %s; peak RSS %.1f MiB\n", profiled.idle, mib(profiled.peak))
+		fmt.Printf("heap profile, idle (in use, after a GC):\n%s\n", profiled.idleTop)
+		fmt.Printf("heap profile, after the load (in use, after a GC):\n%s\n", profiled.loadTop)
+		b.ReportMetric(mib(plain.peak), "peak-RSS-MiB")
+		b.ReportMetric(mib(plain.idleRSS), "idle-RSS-MiB")
 	}
+}
+
+// memoryFigures are what one memoryRun saw.
+type memoryFigures struct {
+	idleRSS, peak    int64
+	idle, loaded     string
+	idleTop, loadTop string
+	elapsed          time.Duration
+}
+
+// memoryRun starts serve, lets the tenancy reconciler make its first pass, then puts the
+// load of sandbox pod creates through the API server with both webhooks. With profiled,
+// it also saves heap profiles idle and after the load.
+func memoryRun(b *testing.B, profiled bool) memoryFigures {
+	ctx := context.Background()
+	p := startServe(b, profiled)
+	defer p.stop()
+	var f memoryFigures
+	time.Sleep(5 * time.Second) // the tenancy reconciler's first pass over every tenant
+	f.idleRSS = p.status("VmRSS")
+	f.idle = p.memory(b)
+	if profiled {
+		f.idleTop = p.heapProfile(b, "heap-idle.pprof")
+	}
+	install(b, p, bothWebhooks, "tenant-0000")
+	var done atomic.Int64
+	var failed atomic.Value
+	var lwg sync.WaitGroup
+	loadStart := time.Now()
+	for w := range 8 {
+		lwg.Go(func() {
+			for {
+				i := int(done.Add(1)) - 1
+				if i >= *loadFlag {
+					return
+				}
+				ns := fmt.Sprintf("tenant-%04d", (i*7+w)%*tenants)
+				if _, err := dryRunCreate(ctx, sandboxPod(ns, fmt.Sprintf("load-%d", i))); err != nil {
+					failed.Store(err)
+					return
+				}
+			}
+		})
+	}
+	lwg.Wait()
+	if err, _ := failed.Load().(error); err != nil {
+		b.Fatal(err)
+	}
+	f.elapsed = time.Since(loadStart)
+	if profiled {
+		f.loadTop = p.heapProfile(b, "heap-load.pprof")
+	}
+	f.loaded = p.memory(b)
+	f.peak = p.status("VmHWM") // last: reading the metrics above costs memory too
+	install(b, p, noWebhook, "tenant-0000")
+	return f
 }
 
 // tlsClient trusts ca.

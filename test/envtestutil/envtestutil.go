@@ -6,8 +6,12 @@ package envtestutil
 
 import (
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -201,4 +205,34 @@ func NamespaceObject(name string, labels map[string]string) *corev1.Namespace {
 	ns.Name = name
 	ns.Labels = labels
 	return ns
+}
+
+// APIServerPID is the process id of this control plane's kube-apiserver, found by its
+// secure port among the running kube-apiserver processes, for benchmarks that read its
+// CPU from /proc.
+func (c *ControlPlane) APIServerPID() (int, error) {
+	u, err := url.Parse(c.Config.Host)
+	if err != nil {
+		return 0, err
+	}
+	want := "--secure-port=" + u.Port()
+	dirs, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0, err
+	}
+	for _, d := range dirs {
+		pid, err := strconv.Atoi(d.Name())
+		if err != nil {
+			continue
+		}
+		cmdline, err := os.ReadFile(filepath.Join("/proc", d.Name(), "cmdline"))
+		if err != nil {
+			continue
+		}
+		args := strings.Split(string(cmdline), "\x00")
+		if filepath.Base(args[0]) == "kube-apiserver" && slices.Contains(args, want) {
+			return pid, nil
+		}
+	}
+	return 0, fmt.Errorf("no kube-apiserver process with %s", want)
 }
