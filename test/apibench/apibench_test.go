@@ -40,6 +40,7 @@ import (
 
 	"github.com/sandbox-webhook/sandbox-webhook/certs"
 	"github.com/sandbox-webhook/sandbox-webhook/test/envtestutil"
+	"github.com/sandbox-webhook/sandbox-webhook/test/nullwebhook"
 )
 
 var (
@@ -62,6 +63,7 @@ var (
 )
 
 func TestMain(m *testing.M) {
+	nullwebhook.Hook()
 	flag.Parse()
 	if f := flag.Lookup("test.bench"); f == nil || f.Value.String() == "" {
 		// No benchmark asked for: nothing here needs a control plane.
@@ -304,8 +306,9 @@ func saveCPUProfile(b *testing.B, c *http.Client, base, path string, done chan<-
 	}
 }
 
-// webhookConfigurations are the shipped configurations pointed at p by URL with its CA.
-func (p *served) webhookConfigurations(b *testing.B) (*admissionregv1.MutatingWebhookConfiguration, *admissionregv1.ValidatingWebhookConfiguration) {
+// webhookConfigurations are the shipped configurations pointed by URL at base, which
+// ca signed, each webhook at path(its shipped path).
+func webhookConfigurations(b *testing.B, base string, ca []byte, path func(string) string) (*admissionregv1.MutatingWebhookConfiguration, *admissionregv1.ValidatingWebhookConfiguration) {
 	raw, err := os.ReadFile(filepath.Join(envtestutil.RepoRoot(), "manifests", "base", "webhooks.yaml"))
 	if err != nil {
 		b.Fatal(err)
@@ -313,8 +316,8 @@ func (p *served) webhookConfigurations(b *testing.B) (*admissionregv1.MutatingWe
 	var mutating *admissionregv1.MutatingWebhookConfiguration
 	var validating *admissionregv1.ValidatingWebhookConfiguration
 	point := func(cc *admissionregv1.WebhookClientConfig) {
-		u := fmt.Sprintf("https://127.0.0.1:%d%s", p.port, *cc.Service.Path)
-		*cc = admissionregv1.WebhookClientConfig{URL: &u, CABundle: p.ca}
+		u := base + path(*cc.Service.Path)
+		*cc = admissionregv1.WebhookClientConfig{URL: &u, CABundle: ca}
 	}
 	docs := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(raw)))
 	for {
@@ -359,20 +362,32 @@ type phase int
 
 const (
 	noWebhook phase = iota
+	// nullWebhooks are both configurations pointed at the null webhook, which decodes
+	// the review's envelope and allows without a patch: what any webhook costs.
+	nullWebhooks
 	mutatingOnly
 	bothWebhooks
 )
 
+var phases = []phase{noWebhook, nullWebhooks, mutatingOnly, bothWebhooks}
+
 func (ph phase) String() string {
-	return [...]string{"no webhook", "mutating", "mutating+validating"}[ph]
+	return [...]string{"no webhook", "null webhooks", "mutating", "mutating+validating"}[ph]
 }
+
+// mutating and validating say whether serve's webhooks are installed in ph.
+func (ph phase) mutating() bool   { return ph == mutatingOnly || ph == bothWebhooks }
+func (ph phase) validating() bool { return ph == bothWebhooks }
 
 // install makes the installed configurations those of ph and waits until the API server
 // acts on them: a probe create calls exactly the webhooks ph has.
-func install(b *testing.B, p *served, ph phase, ns string) {
+func install(b *testing.B, p *served, null *nullwebhook.Server, ph phase, ns string) {
 	b.Helper()
 	ctx := context.Background()
-	mutating, validating := p.webhookConfigurations(b)
+	mutating, validating := webhookConfigurations(b, fmt.Sprintf("https://127.0.0.1:%d", p.port), p.ca, func(path string) string { return path })
+	if ph == nullWebhooks {
+		mutating, validating = webhookConfigurations(b, null.Base, null.CA, func(string) string { return nullwebhook.PathEnvelope })
+	}
 	apply := func(obj client.Object, want bool) {
 		err := cp.Client.Delete(ctx, obj)
 		if err != nil && !apierrors.IsNotFound(err) {
@@ -385,18 +400,24 @@ func install(b *testing.B, p *served, ph phase, ns string) {
 			}
 		}
 	}
-	apply(mutating.DeepCopy(), ph >= mutatingOnly)
-	apply(validating.DeepCopy(), ph >= bothWebhooks)
+	apply(mutating, ph != noWebhook)
+	apply(validating, ph == nullWebhooks || ph.validating())
+	nullCalls := func() int64 {
+		if null == nil {
+			return 0
+		}
+		return null.Calls(b)
+	}
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		m, v := p.requests(b, "/mutate-pods"), p.requests(b, "/validate-private-keys")
+		m, v, n := p.requests(b, "/mutate-pods"), p.requests(b, "/validate-private-keys"), nullCalls()
 		_, err := dryRunCreate(ctx, sandboxPod(ns, "probe"))
-		dm, dv := p.requests(b, "/mutate-pods")-m, p.requests(b, "/validate-private-keys")-v
-		if err == nil && (dm > 0) == (ph >= mutatingOnly) && (dv > 0) == (ph >= bothWebhooks) {
+		dm, dv, dn := p.requests(b, "/mutate-pods")-m, p.requests(b, "/validate-private-keys")-v, nullCalls()-n
+		if err == nil && (dm > 0) == ph.mutating() && (dv > 0) == ph.validating() && (dn == 2) == (ph == nullWebhooks) {
 			return
 		}
 		if time.Now().After(deadline) {
-			b.Fatalf("%s: the API server does not call the webhooks as installed (mutate %v, validate %v, err %v)", ph, dm, dv, err)
+			b.Fatalf("%s: the API server does not call the webhooks as installed (mutate %v, validate %v, null %v, err %v)", ph, dm, dv, dn, err)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -533,10 +554,10 @@ func patchFigures(b *testing.B, p *served, ns string) (size, ops int) {
 }
 
 // BenchmarkAPIServerPodCreates measures sandbox pod creates (server-side dry run, one at
-// a time) through the API server in three phases, interleaved over rounds: no webhook
-// configuration, the mutating one, both. It prints p50/p99 per phase, the ratios to the
-// no-webhook p50, serve's CPU per create and the webhook calls per create. Run it once:
-// -benchtime=1x.
+// a time) through the API server in four phases, interleaved over rounds: no webhook
+// configuration, both pointed at a null webhook, serve's mutating one, both of serve's.
+// It prints p50/p99 per phase, the ratios to the no-webhook p50, serve's and the API
+// server's CPU per create and the webhook calls per create. Run it once: -benchtime=1x.
 func BenchmarkAPIServerPodCreates(b *testing.B) {
 	ctx := context.Background()
 	const ns = "apibench-team"
@@ -544,13 +565,14 @@ func BenchmarkAPIServerPodCreates(b *testing.B) {
 		b.Fatal(err)
 	}
 	p := startServe(b, *cpuProfile != "")
+	null := nullwebhook.Start(b)
 	patchBytes, patchOps := patchFigures(b, p, ns)
 	type figures struct {
 		latencies        []time.Duration
 		cpu, apiCPU      time.Duration
 		mutate, validate float64
 	}
-	var all [3]figures
+	all := make([]figures, len(phases))
 	apiPID, err := cp.APIServerPID()
 	if err != nil {
 		b.Fatal(err)
@@ -567,8 +589,8 @@ func BenchmarkAPIServerPodCreates(b *testing.B) {
 	}}}
 	for range b.N {
 		for r := range *rounds {
-			for _, ph := range []phase{noWebhook, mutatingOnly, bothWebhooks} {
-				install(b, p, ph, ns)
+			for _, ph := range phases {
+				install(b, p, null, ph, ns)
 				for i := range 10 { // warm the connections
 					if _, err := dryRunCreate(ctx, sandboxPod(ns, fmt.Sprintf("warm-%d", i))); err != nil {
 						b.Fatal(err)
@@ -598,7 +620,7 @@ func BenchmarkAPIServerPodCreates(b *testing.B) {
 					if err != nil {
 						b.Fatalf("%s: %v", ph, err)
 					}
-					if injected := created.Annotations["sandbox-webhook.io/injected"] != ""; injected != (ph >= mutatingOnly) {
+					if injected := created.Annotations["sandbox-webhook.io/injected"] != ""; injected != ph.mutating() {
 						b.Fatalf("%s: injected=%v", ph, injected)
 					}
 				}
@@ -612,7 +634,7 @@ func BenchmarkAPIServerPodCreates(b *testing.B) {
 			}
 		}
 	}
-	install(b, p, noWebhook, ns)
+	install(b, p, null, noWebhook, ns)
 	base := time.Duration(0)
 	fmt.Printf("\nsandbox pod creates (server-side dry run, concurrency 1): %d rounds x %d creates per phase\n", *rounds, *creates)
 	fmt.Printf("%-20s %8s %8s %9s %9s %14s %16s %14s\n", "phase", "p50 ms", "p99 ms", "p50 ratio", "p99 ratio", "serve CPU/op", "apiserver CPU/op", "calls/op m+v")
@@ -708,7 +730,7 @@ func memoryRun(b *testing.B, profiled bool) memoryFigures {
 	if profiled {
 		f.idleTop = p.heapProfile(b, "heap-idle.pprof")
 	}
-	install(b, p, bothWebhooks, "tenant-0000")
+	install(b, p, nil, bothWebhooks, "tenant-0000")
 	var done atomic.Int64
 	var failed atomic.Value
 	var lwg sync.WaitGroup
@@ -738,7 +760,7 @@ func memoryRun(b *testing.B, profiled bool) memoryFigures {
 	}
 	f.loaded = p.memory(b)
 	f.peak = p.status("VmHWM") // last: reading the metrics above costs memory too
-	install(b, p, noWebhook, "tenant-0000")
+	install(b, p, nil, noWebhook, "tenant-0000")
 	return f
 }
 

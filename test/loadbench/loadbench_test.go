@@ -4,21 +4,15 @@
 package loadbench
 
 import (
-	"bufio"
 	"bytes"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
-	"strings"
 	"testing"
 	"time"
 
@@ -29,9 +23,9 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/sandbox-webhook/sandbox-webhook/certs"
 	"github.com/sandbox-webhook/sandbox-webhook/policy"
 	"github.com/sandbox-webhook/sandbox-webhook/test/envtestutil"
+	"github.com/sandbox-webhook/sandbox-webhook/test/nullwebhook"
 	"github.com/sandbox-webhook/sandbox-webhook/webhook"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"slices"
@@ -39,22 +33,13 @@ import (
 	"sync/atomic"
 )
 
-// nullEnv makes the test binary the null webhook.
-const nullEnv = "SANDBOX_WEBHOOK_LOADBENCH_NULL"
-
 var (
 	cp     *envtestutil.ControlPlane
 	binary string
 )
 
 func TestMain(m *testing.M) {
-	if os.Getenv(nullEnv) != "" {
-		if err := serveNull(); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-		os.Exit(0)
-	}
+	nullwebhook.Hook()
 	// Benchmarks only: a plain test run has nothing here to start a control plane for.
 	flag.Parse()
 	if f := flag.Lookup("test.bench"); f == nil || f.Value.String() == "" {
@@ -91,111 +76,6 @@ func (r *tenantReader) List(_ context.Context, list client.ObjectList, _ ...clie
 		return nil
 	}
 	return fmt.Errorf("unexpected List of %T", list)
-}
-
-// nullPod decodes the review and the pod with encoding/json and allows: the least a
-// mutating webhook written the usual way does.
-func nullPod(w http.ResponseWriter, r *http.Request) {
-	var review admissionv1.AdmissionReview
-	if err := json.NewDecoder(r.Body).Decode(&review); err != nil || review.Request == nil {
-		http.Error(w, "bad review", http.StatusBadRequest)
-		return
-	}
-	var pod corev1.Pod
-	if err := json.Unmarshal(review.Request.Object.Raw, &pod); err != nil {
-		http.Error(w, "bad pod", http.StatusBadRequest)
-		return
-	}
-	allow(w, &review)
-}
-
-// nullEnvelope decodes only the review, the object kept as raw JSON, and allows: the
-// least a validating webhook does before it looks at the object.
-func nullEnvelope(w http.ResponseWriter, r *http.Request) {
-	var review admissionv1.AdmissionReview
-	if err := json.NewDecoder(r.Body).Decode(&review); err != nil || review.Request == nil {
-		http.Error(w, "bad review", http.StatusBadRequest)
-		return
-	}
-	allow(w, &review)
-}
-
-func allow(w http.ResponseWriter, review *admissionv1.AdmissionReview) {
-	out := admissionv1.AdmissionReview{TypeMeta: review.TypeMeta, Response: &admissionv1.AdmissionResponse{UID: review.Request.UID, Allowed: true}}
-	w.Header().Set("Content-Type", "application/json")
-	_ = json.NewEncoder(w).Encode(&out)
-}
-
-// serveNull runs the null webhooks (/pod, /envelope) on a free loopback port over TLS,
-// prints "port CA-file" and serves until stdin closes.
-func serveNull() error {
-	bundle, err := certs.SelfSigned([]string{"127.0.0.1"}, time.Hour)
-	if err != nil {
-		return err
-	}
-	cert, err := tls.X509KeyPair(bundle.CertPEM, bundle.KeyPEM)
-	if err != nil {
-		return err
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return err
-	}
-	caFile, err := os.CreateTemp("", "loadbench-ca-")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(caFile.Name())
-	if _, err := caFile.Write(bundle.CAPEM); err != nil {
-		return err
-	}
-	caFile.Close()
-	mux := http.NewServeMux()
-	mux.HandleFunc("/pod", nullPod)
-	mux.HandleFunc("/envelope", nullEnvelope)
-	srv := &http.Server{Handler: mux, TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, NextProtos: []string{"h2", "http/1.1"}}}
-	go func() { _ = srv.ServeTLS(l, "", "") }()
-	fmt.Printf("%d %s\n", l.Addr().(*net.TCPAddr).Port, caFile.Name())
-	_, _ = io.Copy(io.Discard, os.Stdin)
-	return srv.Close()
-}
-
-// nullServer is the running null webhook process.
-type nullServer struct {
-	pid  int
-	base string
-	http *http.Client
-}
-
-func startNull(b *testing.B) *nullServer {
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), nullEnv+"=1")
-	cmd.Stderr = os.Stderr
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		b.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { stdin.Close(); _ = cmd.Wait() })
-	line, err := bufio.NewReader(stdout).ReadString('\n')
-	if err != nil {
-		b.Fatalf("null webhook: %v", err)
-	}
-	port, caFile, _ := strings.Cut(strings.TrimSpace(line), " ")
-	ca, err := os.ReadFile(caFile)
-	if err != nil {
-		b.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(ca)
-	return &nullServer{pid: cmd.Process.Pid, base: "https://127.0.0.1:" + port,
-		http: &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, ForceAttemptHTTP2: true, MaxIdleConnsPerHost: 64}}}
 }
 
 // sandboxPodReview is an 8 KiB sandbox pod as the API server sends it.
@@ -307,15 +187,15 @@ func BenchmarkLoad(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.Cleanup(serve.Stop)
-	null := startNull(b)
+	null := nullwebhook.Start(b)
 	body := sandboxPodReview(b)
 	for _, c := range []int{1, 8, 64} {
 		b.Run(fmt.Sprintf("concurrency=%d", c), func(b *testing.B) {
 			targets := []*target{
 				{name: "mutating", url: serve.URL(webhook.PathMutatePods) + "?timeout=5s", pid: serve.Cmd.Process.Pid, client: serve.Client, body: body, over: "null-pod"},
-				{name: "null-pod", url: null.base + "/pod", pid: null.pid, client: null.http, body: body},
+				{name: "null-pod", url: null.Base + nullwebhook.PathPod, pid: null.PID, client: null.HTTP, body: body},
 				{name: "validating", url: serve.URL(webhook.PathValidatePrivateKeys) + "?timeout=5s", pid: serve.Cmd.Process.Pid, client: serve.Client, body: body, over: "null-envelope"},
-				{name: "null-envelope", url: null.base + "/envelope", pid: null.pid, client: null.http, body: body},
+				{name: "null-envelope", url: null.Base + nullwebhook.PathEnvelope, pid: null.PID, client: null.HTTP, body: body},
 			}
 			n := max(1500, 40*c)
 			for _, t := range targets { // connections and first-use costs
