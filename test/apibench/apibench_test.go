@@ -259,12 +259,7 @@ func (p *served) heapProfile(b *testing.B, name string) string {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		b.Fatal(err)
 	}
-	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/heap?gc=1", p.pprof))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer resp.Body.Close()
-	profile, err := io.ReadAll(resp.Body)
+	profile, err := envtestutil.Fetch(http.DefaultClient, fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/heap?gc=1", p.pprof))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -288,16 +283,7 @@ func (p *served) cpuProfile(b *testing.B, path string, done chan<- struct{}) {
 // 5s as path, then closes done.
 func saveCPUProfile(b *testing.B, c *http.Client, base, path string, done chan<- struct{}) {
 	defer close(done)
-	resp, err := c.Get(base + "/debug/pprof/profile?seconds=5")
-	if err != nil {
-		b.Error(err)
-		return
-	}
-	defer resp.Body.Close()
-	profile, err := io.ReadAll(resp.Body)
-	if err == nil && resp.StatusCode != http.StatusOK {
-		err = fmt.Errorf("%s: %s", path, resp.Status)
-	}
+	profile, err := envtestutil.Fetch(c, base+"/debug/pprof/profile?seconds=5")
 	if err == nil {
 		err = os.WriteFile(path, profile, 0o644)
 	}

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -117,4 +119,18 @@ func (c *ControlPlane) WarningClient(t testing.TB) (client.Client, *WarningRecor
 		t.Fatal(err)
 	}
 	return cl, w
+}
+
+// Fetch GETs url with c and returns the body of a 200 answer.
+func Fetch(c *http.Client, url string) ([]byte, error) {
+	resp, err := c.Get(url)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err == nil && resp.StatusCode != http.StatusOK {
+		err = fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	return body, err
 }

@@ -28,6 +28,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/sandbox-webhook/sandbox-webhook/certs"
+	"github.com/sandbox-webhook/sandbox-webhook/test/envtestutil"
 )
 
 // Env makes the test binary the null webhook.
@@ -175,12 +176,7 @@ func Start(tb testing.TB) *Server {
 
 // Calls is the number of reviews the null webhook has answered.
 func (s *Server) Calls(tb testing.TB) int64 {
-	resp, err := s.HTTP.Get(s.Base + PathCalls)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
+	body, err := envtestutil.Fetch(s.HTTP, s.Base+PathCalls)
 	if err != nil {
 		tb.Fatal(err)
 	}
