@@ -6,8 +6,8 @@ import (
 	"encoding/base64"
 )
 
-// WireGuard: a configuration's "PrivateKey = <base64 of 32 bytes>" line (wg and
-// wg-quick read the key's name in any case).
+// Stage 4, recognize: WireGuard, a configuration's "PrivateKey = <base64 of 32 bytes>"
+// line (wg and wg-quick read the key's name in any case).
 
 const KindWireGuard = "WireGuard private key"
 

@@ -5,9 +5,9 @@ import (
 	"encoding/hex"
 )
 
-// Hex: `xxd -p`, `od`-free dumps and code that stores a key as a hex string. Plain hex
-// is everywhere (digests, IDs), so a hex run is decoded only when it starts like DER
-// ("30") or holds dashes ("2d2d2d2d2d", the start of a PEM marker).
+// Stage 3, peel: hex. `xxd -p`, `od`-free dumps and code that stores a key as a hex
+// string. Plain hex is everywhere (digests, IDs), so a hex run is decoded only when it
+// starts like DER ("30") or holds dashes ("2d2d2d2d2d", the start of a PEM marker).
 
 // hexMayHoldKey reports a run of hex digits worth decoding.
 func hexMayHoldKey(run []byte) bool {

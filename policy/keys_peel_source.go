@@ -5,10 +5,10 @@ import (
 	"iter"
 )
 
-// Peeling source text: a PEM key written as string literals in code (Python, JavaScript,
-// Java, Go concatenation), as one shell echo or printf argument per line, as XML with
-// character references for its line breaks, or with every line behind a comment or
-// quote prefix ("# ", "> ", "// "). Each line gives the text of its first string
+// Stage 3, peel: source text. A PEM key written as string literals in code (Python,
+// JavaScript, Java, Go concatenation), as one shell echo or printf argument per line, as
+// XML with character references for its line breaks, or with every line behind a comment
+// or quote prefix ("# ", "> ", "// "). Each line gives the text of its first string
 // literal, or the line without its prefix; the lines joined are scanned again, once.
 
 // mayNeedPeeling reports a BEGIN marker with something other than layout before it on
