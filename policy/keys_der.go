@@ -5,8 +5,8 @@ import (
 )
 
 // Stage 4, recognize decoded bytes: DER. PKCS#1, PKCS#8 (plain and encrypted, by
-// algorithm OID) and SEC1 keys, told apart from the public material of the same shapes
-// (SubjectPublicKeyInfo, PKCS#1 public keys, certificates, DigestInfo).
+// algorithm OID), SEC1 and DSA keys, told apart from the public material of the same
+// shapes (SubjectPublicKeyInfo, PKCS#1 public keys, certificates, DigestInfo).
 
 // derElem is one TLV.
 type derElem struct {

@@ -5,7 +5,7 @@ import (
 	"crypto/sha256"
 )
 
-// Stage 4, recognize: PuTTY key files (PPK versions 2 and 3), plain or encrypted.
+// Stage 4, recognize: PuTTY key files (.ppk), plain or encrypted.
 
 // scanPuTTY handles PuTTY key files: "PuTTY-User-Key-File-N: alg", headers, the public
 // lines, then "Private-Lines: N", the private blob and "Private-MAC:". A file runs from
