@@ -106,7 +106,7 @@ func classifySecret(s *corev1.Secret, cfg *Config) InferenceCredential {
 			return false
 		}
 		if provider != googleVertexAI {
-			c.State, c.Detail = CredentialUsable, fmt.Sprintf("Secret %q holds a %s credential", s.Name, provider)
+			c.State, c.Detail = CredentialUsable, fmt.Sprintf("Secret %q (%s) holds a non-empty credential", s.Name, provider)
 			return true
 		}
 		state, detail := classifyGoogleCredential(v)
