@@ -23,8 +23,14 @@ const (
 	maxReviewTimeout     = 30 * time.Second
 )
 
-// reviewContext is the request's context, ending a little before the caller gives up,
+// reviewContext is the review's context, ending a little before the caller gives up,
 // so that the answer arrives in time. The body must arrive by then too.
+//
+// It keeps the request's values but not its cancellation: the webhook server cancels
+// every request's context as soon as its shutdown begins (controller-runtime derives
+// them from the context the server runs in), and a review in flight must still be read,
+// decided and answered then. The deadline bounds it, and a caller that goes away ends
+// the body's reads.
 func reviewContext(w http.ResponseWriter, r *http.Request) (context.Context, context.CancelFunc) {
 	timeout := defaultReviewTimeout
 	if v := r.URL.Query().Get("timeout"); v != "" {
@@ -35,7 +41,7 @@ func reviewContext(w http.ResponseWriter, r *http.Request) (context.Context, con
 	// Answer with a tenth of the time, at most a second, to spare for the way back.
 	timeout -= min(timeout/10, time.Second)
 	deadline := time.Now().Add(timeout)
-	ctx, cancel := context.WithDeadline(r.Context(), deadline)
+	ctx, cancel := context.WithDeadline(context.WithoutCancel(r.Context()), deadline)
 	// A body that trickles in must not outlast the review. Over HTTP/2 a read deadline
 	// costs a timer and a message to the connection's goroutine per request; closing
 	// the body when the review's time is up ends a blocked read too, on the context's
